@@ -1,0 +1,93 @@
+"""The ``ccpipe`` command line: ``fixtures``, ``batch`` and ``keys``. Every command has ``--help``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ccpipe.errors import CcpipeError
+
+USAGE = """usage: ccpipe COMMAND [ARGS]
+
+commands:
+  fixtures   generate a deterministic fixture corpus with ground truth
+  batch      run the batch pipeline: input files -> encrypted regional Parquet
+  keys       manage the embedded keystore (init, list)
+
+Run 'ccpipe COMMAND --help' for a command's flags.
+"""
+
+
+def _batch(argv: list[str]) -> int:
+    from pipelines.batch import LOCAL_RUNNERS, BatchOptions, config_from_options, pipeline_options, run
+
+    parser = argparse.ArgumentParser(
+        prog="ccpipe batch",
+        description="Run the batch pipeline. Beam flags (--prism_location, Flink/Dataflow flags) pass through.",
+    )
+    BatchOptions._add_argparse_args(parser)
+    parser.add_argument(
+        "--runner", default="FnApiRunner",
+        help=f"Beam runner (default FnApiRunner: local, no downloads; local choices {list(LOCAL_RUNNERS)})",
+    )
+    args, beam_flags = parser.parse_known_args(argv)
+    options = BatchOptions(argv)
+    config = config_from_options(options.view_as(BatchOptions))
+    manifest = run(config, pipeline_options(args.runner, args.workers, beam_flags))
+    from ccpipe.manifest import summary
+    from transforms.manifest import manifest_path
+
+    print(summary(manifest, manifest_path(config.sinks.default_root, config.run_id)))
+    return 0 if manifest["reconciled"] else 3
+
+
+def _keys(argv: list[str]) -> int:
+    from ccpipe.keystore import KeystoreConfig, SqliteKeyStore
+
+    parser = argparse.ArgumentParser(prog="ccpipe keys", description="Manage the embedded keystore.")
+    parser.add_argument("action", choices=["init", "list"])
+    parser.add_argument("--keystore", help="keystore file (default $CCPIPE_HOME/keystore.db)")
+    parser.add_argument("--master-key-file", help="master key file (default $CCPIPE_HOME/master.key)")
+    args = parser.parse_args(argv)
+    default = KeystoreConfig.default()
+    config = KeystoreConfig(args.keystore or default.path, args.master_key_file or default.master_key_file)
+    store = SqliteKeyStore(config, create=args.action == "init")
+    try:
+        if args.action == "init":
+            print(f"keystore ready: {config.path}")
+        for owner, purpose, version, state in store.versions():
+            print(f"{owner:<28} {purpose:<10} v{version:<3} {state}")
+    finally:
+        store.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``ccpipe`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in ("ccpipe", "pipelines", "transforms"):
+        logging.getLogger(name).setLevel(logging.INFO)
+    command, rest = argv[0], argv[1:]
+    try:
+        if command == "fixtures":
+            from fixtures.generate import main as fixtures_main
+
+            return fixtures_main(rest)
+        if command == "batch":
+            return _batch(rest)
+        if command == "keys":
+            return _keys(rest)
+    except CcpipeError as err:
+        print(f"ccpipe {command}: error: {err}", file=sys.stderr)
+        return 2
+    print(f"ccpipe: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""The run manifest: what a run read, wrote and dead-lettered, and whether it reconciles.
+
+``records_read == records_written + records_dead_lettered`` must hold for every run; the
+manifest states it in ``reconciled``. Written records count primary datasets only
+(``usage_daily`` is derived, dead letters are counted on their own).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from ccpipe.types import WriteResult
+
+PRIMARY = ("calls", "telemetry", "chat_messages", "registrations")
+
+
+def build_manifest(
+    run_id: str,
+    reads: Iterable[tuple[str, int]],
+    blanks: Iterable[tuple[str, int]],
+    results: Iterable[WriteResult],
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Assemble the manifest from per-source read counts and per-file write results."""
+    inputs = dict(sorted(reads))
+    written: dict[str, dict[str, int]] = {}
+    rows: dict[str, dict[str, int]] = {}
+    reasons: dict[str, int] = {}
+    dl_regions: dict[str, int] = {}
+    keys: set[str] = set()
+    files = 0
+    for r in results:
+        files += 1
+        rows.setdefault(r.region, {}).setdefault(r.dataset, 0)
+        rows[r.region][r.dataset] += r.rows
+        if r.dataset in PRIMARY:
+            written.setdefault(r.region, {}).setdefault(r.dataset, 0)
+            written[r.region][r.dataset] += r.records
+        for reason, n in r.reasons:
+            reasons[reason] = reasons.get(reason, 0) + n
+            dl_regions[r.region] = dl_regions.get(r.region, 0) + n
+        keys.update(r.keys_used)
+    records_read = sum(inputs.values())
+    records_written = sum(n for per in written.values() for n in per.values())
+    dead = sum(reasons.values())
+    return {
+        "run_id": run_id,
+        **(extra or {}),
+        "inputs": inputs,
+        "blank_lines_skipped": dict(sorted(blanks)),
+        "records_read": records_read,
+        "records_written": records_written,
+        "records_dead_lettered": dead,
+        "reconciled": records_read == records_written + dead,
+        "records_written_by_region": {k: dict(sorted(v.items())) for k, v in sorted(written.items())},
+        "rows_written_by_region": {k: dict(sorted(v.items())) for k, v in sorted(rows.items())},
+        "dead_letters_by_reason": dict(sorted(reasons.items())),
+        "dead_letters_by_region": dict(sorted(dl_regions.items())),
+        "key_versions_used": sorted(keys),
+        "files_written": files,
+    }
+
+
+def dumps(manifest: dict[str, Any]) -> str:
+    """The manifest as stable, indented JSON."""
+    return json.dumps(manifest, indent=2, sort_keys=False) + "\n"
+
+
+def summary(manifest: dict[str, Any], manifest_path: str) -> str:
+    """A one-screen, human summary of a run."""
+    lines = [
+        f"run {manifest['run_id']}: {'RECONCILED' if manifest['reconciled'] else 'NOT RECONCILED'}",
+        f"  records read        {manifest['records_read']:>9}  from {len(manifest['inputs'])} input file(s)",
+        f"  records written     {manifest['records_written']:>9}",
+        f"  records dead-letter {manifest['records_dead_lettered']:>9}",
+        "  written by region:",
+    ]
+    for region, per in manifest["records_written_by_region"].items():
+        lines.append(f"    {region:<11}" + "  ".join(f"{d}={n}" for d, n in per.items()))
+    if manifest["dead_letters_by_reason"]:
+        lines.append("  dead letters by reason:")
+        for reason, n in manifest["dead_letters_by_reason"].items():
+            lines.append(f"    {reason:<24}{n:>7}")
+    lines.append(f"  manifest: {manifest_path}")
+    return "\n".join(lines)

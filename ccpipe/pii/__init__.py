@@ -1,0 +1,1 @@
+"""PII tagging with Presidio, fully offline: engine set-up, custom recognizers, redaction."""

@@ -1,0 +1,200 @@
+"""The batch pipeline: SPEC §1 input files to encrypted, regional, Hive-partitioned Parquet.
+
+Stages::
+
+    ReadInputs -> ParseRecords -> DeduplicateRecords -> ResolveTenants -> TagPii
+      -> Pseudonymize -> EncryptContent (+ AggregateUsage) -> RouteToRegion
+      -> WriteRegionalParquet -> WriteManifest
+    every stage's dead letters -> EncryptDeadLetters -> RouteToRegion -> WriteRegionalParquet
+
+Run it with ``ccpipe batch --input 'data/*.jsonl' --tenants tenants.yaml --output out``; the
+runner is explicit (``--runner``, default ``FnApiRunner``, which never downloads anything), and
+``--workers N`` runs N local worker processes.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import secrets
+from dataclasses import dataclass, field
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+
+from ccpipe.errors import ConfigError
+from ccpipe.keystore import TENANT_PURPOSES, KeystoreConfig, SqliteKeyStore, deadletter_key_owner
+from ccpipe.pii.engine import PiiConfig
+from ccpipe.types import QUARANTINE_REGION, REGIONS, Tenant
+from transforms.manifest import WriteManifest, manifest_path
+from transforms.parse import DeduplicateRecords, ParseConfig, ParseRecords
+from transforms.protect import EncryptContent, Pseudonymize
+from transforms.read import ReadInputs
+from transforms.route import EncryptDeadLetters, RouteToRegion, SinkConfig
+from transforms.tag_pii import TagPii
+from transforms.tenants import ResolveTenants
+from transforms.usage import AggregateUsage
+from transforms.write import WriteRegionalParquet
+
+_LOG = logging.getLogger(__name__)
+LOCAL_RUNNERS = ("FnApiRunner", "PrismRunner")
+
+
+class BatchOptions(PipelineOptions):
+    """Runtime flags of ``ccpipe batch`` (Beam's own flags, such as --runner, pass through)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument("--input", action="append", default=[], help="input file or glob (repeatable)")
+        parser.add_argument("--tenants", help="tenants registry (YAML or JSON)")
+        parser.add_argument("--output", help="default sink root (local folder or Beam filesystem URI)")
+        parser.add_argument("--sink", action="append", default=[], help="REGION=URI: a region's own sink root")
+        parser.add_argument(
+            "--sink_regions", default=",".join(REGIONS), help="comma-separated regions that have a sink"
+        )
+        parser.add_argument("--keystore", help="keystore file (default $CCPIPE_HOME/keystore.db)")
+        parser.add_argument("--master_key_file", help="master key file (default $CCPIPE_HOME/master.key)")
+        parser.add_argument("--model", default="en_core_web_sm", help="installed spaCy model for NER")
+        parser.add_argument("--shards", type=int, default=1, help="Parquet files per partition")
+        parser.add_argument("--workers", type=int, default=1, help="local worker processes")
+        parser.add_argument("--run_id", help="manifest name (default: UTC time + random suffix)")
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """Everything the batch pipeline's transforms need, validated."""
+
+    inputs: tuple[str, ...]
+    tenants: tuple[Tenant, ...]
+    sinks: SinkConfig
+    keystore: KeystoreConfig
+    run_id: str
+    pii: PiiConfig = field(default_factory=PiiConfig)
+    parse: ParseConfig = field(default_factory=ParseConfig)
+
+    def __post_init__(self) -> None:
+        if not self.inputs:
+            raise ConfigError("inputs must name at least one file or glob")
+        if not self.run_id or "/" in self.run_id:
+            raise ConfigError(f"run_id {self.run_id!r} must be a non-empty name without '/'")
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id."""
+    return _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def build(pipeline: beam.Pipeline, config: BatchConfig, extra: dict | None = None) -> None:
+    """Add the batch pipeline's stages to ``pipeline``."""
+    inputs = pipeline | "ReadInputs" >> ReadInputs(config.inputs)
+    parsed = inputs.lines | "ParseRecords" >> ParseRecords(config.parse)
+    unique = parsed.records | "DeduplicateRecords" >> DeduplicateRecords()
+    resolved = unique.records | "ResolveTenants" >> ResolveTenants(config.tenants, config.sinks.regions)
+    tagged = resolved.records | "TagPii" >> TagPii(config.pii)
+    pseudo = tagged.records | "Pseudonymize" >> Pseudonymize(config.keystore)
+    encrypted = pseudo.records | "EncryptContent" >> EncryptContent(config.keystore)
+    usage = pseudo.records | "AggregateUsage" >> AggregateUsage()
+    dead_rows = (
+        (
+            parsed.dead_letters,
+            unique.dead_letters,
+            resolved.dead_letters,
+            tagged.dead_letters,
+            pseudo.dead_letters,
+            encrypted.dead_letters,
+        )
+        | "FlattenDeadLetters" >> beam.Flatten()
+        | "EncryptDeadLetters" >> EncryptDeadLetters(config.keystore, config.tenants, config.sinks)
+    )
+    results = (
+        (encrypted.records, usage, dead_rows)
+        | "FlattenRows" >> beam.Flatten()
+        | "RouteToRegion" >> RouteToRegion(config.sinks)
+        | "WriteRegionalParquet" >> WriteRegionalParquet(config.sinks)
+    )
+    sources = inputs.lines | "SourceOfLine" >> beam.Map(lambda raw: raw.source)
+    _ = (sources, inputs.blank_lines, results) | "WriteManifest" >> WriteManifest(
+        config.sinks.default_root, config.run_id, extra
+    )
+
+
+def prepare_keys(config: BatchConfig) -> None:
+    """Create the keystore and any missing keys before workers start (workers only read keys).
+
+    Tenants get ``content`` and ``pseudonym`` keys; every sink region and the quarantine get a
+    ``deadletter`` key. Destroyed (shredded) keys are not re-created.
+    """
+    store = SqliteKeyStore(config.keystore, create=True)
+    try:
+        for tenant in config.tenants:
+            for purpose in TENANT_PURPOSES:
+                store.ensure_key(tenant.tenant_id, purpose)
+        for region in (*sorted(config.sinks.regions), QUARANTINE_REGION):
+            store.ensure_key(deadletter_key_owner(region), "deadletter")
+    finally:
+        store.close()
+
+
+def pipeline_options(runner: str, workers: int, extra_flags: list[str] | None = None) -> PipelineOptions:
+    """Beam options for an explicit runner; local multi-process execution with ``workers`` > 1."""
+    if workers < 1:
+        raise ConfigError(f"workers {workers!r} must be at least 1")
+    options = PipelineOptions(list(extra_flags or []))
+    options.view_as(StandardOptions).runner = runner
+    if runner == "FnApiRunner" and workers > 1:
+        direct = options.view_as(DirectOptions)
+        direct.direct_num_workers = workers
+        direct.direct_running_mode = "multi_processing"
+    return options
+
+
+def run(config: BatchConfig, options: PipelineOptions) -> dict:
+    """Prepare keys, run the pipeline to completion and return the manifest."""
+    import json
+
+    prepare_keys(config)
+    runner = options.view_as(StandardOptions).runner
+    _LOG.info("run %s on %s: %d input pattern(s)", config.run_id, runner, len(config.inputs))
+    extra = {"runner": runner, "started_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
+    with beam.Pipeline(options=options) as pipeline:
+        build(pipeline, config, extra)
+    path = manifest_path(config.sinks.default_root, config.run_id)
+    with FileSystems.open(path) as handle:
+        return json.loads(handle.read())
+
+
+def config_from_options(options: BatchOptions) -> BatchConfig:
+    """Turn parsed flags into a validated BatchConfig (errors name the flag)."""
+    from ccpipe.tenants import load_tenants
+
+    if not options.input:
+        raise ConfigError("--input is required (a file or glob, repeatable)")
+    if not options.tenants:
+        raise ConfigError("--tenants is required (a YAML or JSON registry)")
+    if not options.output:
+        raise ConfigError("--output is required (the sink root)")
+    regions = frozenset(r.strip() for r in options.sink_regions.split(",") if r.strip())
+    overrides = []
+    for item in options.sink:
+        region, sep, root = item.partition("=")
+        if not sep or not root:
+            raise ConfigError(f"--sink {item!r} must be REGION=URI")
+        overrides.append((region, root))
+    keystore_default = KeystoreConfig.default()
+    keystore = KeystoreConfig(
+        path=os.path.abspath(options.keystore) if options.keystore else keystore_default.path,
+        master_key_file=os.path.abspath(options.master_key_file)
+        if options.master_key_file
+        else keystore_default.master_key_file,
+    )
+    output = options.output if "://" in options.output else os.path.abspath(options.output)
+    return BatchConfig(
+        inputs=tuple(options.input),
+        tenants=tuple(load_tenants(options.tenants).values()),
+        sinks=SinkConfig(default_root=output, region_roots=tuple(overrides), regions=regions, shards=options.shards),
+        keystore=keystore,
+        run_id=options.run_id or new_run_id(),
+        pii=PiiConfig(model=options.model),
+    )

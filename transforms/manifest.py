@@ -1,0 +1,73 @@
+"""WriteManifest: gather read counts and write results into ``<root>/_manifests/<run_id>.json``."""
+
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.pvalue import PCollection
+
+from ccpipe.manifest import build_manifest, dumps
+
+
+def manifest_path(root: str, run_id: str) -> str:
+    """Where the manifest of a run is written."""
+    return FileSystems.join(root, "_manifests", f"{run_id}.json")
+
+
+class _CollectFn(beam.CombineFn):
+    def create_accumulator(self):
+        return {"read": {}, "blank": {}, "results": []}
+
+    def add_input(self, acc, element):
+        kind, value = element
+        if kind == "result":
+            acc["results"].append(value)
+        else:
+            source, n = value
+            acc[kind][source] = acc[kind].get(source, 0) + n
+        return acc
+
+    def merge_accumulators(self, accumulators):
+        out = self.create_accumulator()
+        for acc in accumulators:
+            for kind in ("read", "blank"):
+                for source, n in acc[kind].items():
+                    out[kind][source] = out[kind].get(source, 0) + n
+            out["results"].extend(acc["results"])
+        return out
+
+    def extract_output(self, acc):
+        return acc
+
+
+def _write(acc: dict[str, Any], root: str, run_id: str, extra: dict[str, Any]) -> str:
+    manifest = build_manifest(run_id, acc["read"].items(), acc["blank"].items(), acc["results"], extra)
+    path = manifest_path(root, run_id)
+    with FileSystems.create(path) as handle:
+        handle.write(dumps(manifest).encode())
+    return path
+
+
+class WriteManifest(beam.PTransform[PCollection, PCollection[str]]):
+    """Write the run manifest once every file is written. Input: the pipeline's count streams."""
+
+    def __init__(self, root: str, run_id: str, extra: dict[str, Any] | None = None) -> None:
+        """``root``: the output root; ``run_id``: the manifest's name; ``extra``: run facts to record."""
+        super().__init__()
+        self._root, self._run_id, self._extra = root, run_id, dict(extra or {})
+
+    def expand(self, streams) -> PCollection[str]:
+        """``streams``: (source lines, blank-line sources, write results)."""
+        lines, blanks, results = streams
+        read = lines | "CountRead" >> beam.combiners.Count.PerElement()
+        blank = blanks | "CountBlank" >> beam.combiners.Count.PerElement()
+        return (
+            (
+                read | "TagRead" >> beam.Map(lambda kv: ("read", kv)),
+                blank | "TagBlank" >> beam.Map(lambda kv: ("blank", kv)),
+                results | "TagResults" >> beam.Map(lambda r: ("result", r)),
+            )
+            | "FlattenCounts" >> beam.Flatten()
+            | "Collect" >> beam.CombineGlobally(_CollectFn())
+            | "Write" >> beam.Map(_write, root=self._root, run_id=self._run_id, extra=self._extra)
+        )

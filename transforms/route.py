@@ -1,0 +1,102 @@
+"""RouteToRegion and EncryptDeadLetters: every row and dead letter to its own region's sink only."""
+
+from dataclasses import dataclass
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import PCollection
+
+from ccpipe.errors import ConfigError
+from ccpipe.keystore import KeystoreConfig, SqliteKeyStore, deadletter_key_owner
+from ccpipe.policy import encrypt_dead_letter
+from ccpipe.types import QUARANTINE_REGION, REGIONS, DeadLetter, OutputRow, Tenant
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    """Where each region's data goes.
+
+    Attributes:
+        default_root: root of every region without an override, and of the quarantine sink.
+        region_roots: ``(region, root)`` overrides; a root is any Beam filesystem URI.
+        regions: the regions that have a sink; a record of any other region is dead-lettered.
+        shards: files per (region, dataset, day) partition.
+    """
+
+    default_root: str
+    region_roots: tuple[tuple[str, str], ...] = ()
+    regions: frozenset[str] = frozenset(REGIONS)
+    shards: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.default_root:
+            raise ConfigError("default_root must not be empty")
+        for region, _root in self.region_roots:
+            if region not in self.regions:
+                raise ConfigError(f"region_roots names region {region!r}, which is not in regions {sorted(self.regions)}")
+        unknown = set(self.regions) - set(REGIONS)
+        if unknown:
+            raise ConfigError(f"regions {sorted(unknown)} are not service regions; allowed: {list(REGIONS)}")
+        if not 1 <= self.shards <= 1024:
+            raise ConfigError(f"shards {self.shards!r} must be between 1 and 1024")
+
+    def root(self, region: str) -> str:
+        """The sink root of a region (or of the quarantine)."""
+        return dict(self.region_roots).get(region, self.default_root)
+
+
+def _check_region(row: OutputRow, regions: frozenset[str]) -> OutputRow:
+    # ResolveTenants already dead-lettered records without a sink; a row reaching here with another
+    # region is a bug, and writing it anywhere would break residency, so fail the run loudly.
+    if row.region not in regions:
+        raise RuntimeError(f"row of dataset {row.dataset} has region {row.region!r} without a sink")
+    Metrics.counter("ccpipe.route", f"rows_{row.region}").inc()
+    return row
+
+
+class RouteToRegion(beam.PTransform[PCollection[OutputRow], PCollection[OutputRow]]):
+    """Check every row's region against the configured sinks (residency guard before the write)."""
+
+    def __init__(self, sinks: SinkConfig) -> None:
+        """``sinks``: the sink configuration."""
+        super().__init__()
+        self._regions = frozenset(sinks.regions) | {QUARANTINE_REGION}
+
+    def expand(self, rows: PCollection[OutputRow]) -> PCollection[OutputRow]:
+        """The same rows, verified."""
+        return rows | "CheckRegion" >> beam.Map(_check_region, regions=self._regions)
+
+
+class _EncryptDeadLetterFn(beam.DoFn):
+    def __init__(self, keystore: KeystoreConfig, tenants: tuple[Tenant, ...], regions: frozenset[str]) -> None:
+        self._keystore_config = keystore
+        self._regions = {t.tenant_id: t.region for t in tenants if t.region in regions}
+        self._store = None
+
+    def setup(self):
+        self._store = SqliteKeyStore(self._keystore_config)
+
+    def teardown(self):
+        if self._store is not None:
+            self._store.close()
+
+    def process(self, dead: DeadLetter):
+        region = dead.region or self._regions.get(dead.tenant_id or "", QUARANTINE_REGION)
+        Metrics.counter("ccpipe.dead_letters", dead.reason).inc()
+        # No fallback: if the dead-letter key is unavailable this raises and the run fails,
+        # because the only alternatives would be dropping the record or writing it in plain text.
+        key = self._store.current(deadletter_key_owner(region), "deadletter")
+        yield encrypt_dead_letter(dead, region, key)
+
+
+class EncryptDeadLetters(beam.PTransform[PCollection[DeadLetter], PCollection[OutputRow]]):
+    """Encrypt each dead letter under its region's dead-letter key (quarantine when unknown)."""
+
+    def __init__(self, keystore: KeystoreConfig, tenants: tuple[Tenant, ...], sinks: SinkConfig) -> None:
+        """``tenants`` decide the region of a dead letter whose stage did not know it."""
+        super().__init__()
+        self._fn = _EncryptDeadLetterFn(keystore, tuple(tenants), frozenset(sinks.regions))
+
+    def expand(self, dead: PCollection[DeadLetter]) -> PCollection[OutputRow]:
+        """Dead-letter rows."""
+        return dead | "Encrypt" >> beam.ParDo(self._fn)

@@ -1,0 +1,109 @@
+"""TagPii: Presidio findings for every free-text field, in batches through spaCy's nlp.pipe.
+
+Presidio is loaded once per worker process (``apache_beam.utils.shared.Shared``) and shared by
+every DoFn instance and thread of that process.
+"""
+
+from typing import NamedTuple
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import PCollection, TaggedOutput
+from apache_beam.utils import shared
+
+from ccpipe.errors import ConfigError
+from ccpipe.pii.engine import PiiConfig, PiiTagger
+from ccpipe.policy import known_values
+from ccpipe.schemas import iter_free_text
+from ccpipe.types import DeadLetter, RoutedRecord, TaggedRecord
+
+DEAD = "dead_letters"
+
+# One handle for the whole process: pipelines in the same process share the loaded model.
+_SHARED_TAGGERS = shared.Shared()
+
+
+class Tagged(NamedTuple):
+    """Records with findings, and the dead letters of the stage."""
+
+    records: PCollection
+    dead_letters: PCollection
+
+
+class _TaggerHolder:
+    """A weak-referenceable holder (Shared keeps only weak references)."""
+
+    def __init__(self, tagger: PiiTagger) -> None:
+        self.tagger = tagger
+
+
+def _load_tagger(config: PiiConfig) -> _TaggerHolder:
+    return _TaggerHolder(PiiTagger(config))
+
+
+class _TagPiiFn(beam.DoFn):
+    def __init__(self, config: PiiConfig) -> None:
+        self._config = config
+        self._texts = Metrics.counter("ccpipe.tag_pii", "texts")
+        self._findings = Metrics.counter("ccpipe.tag_pii", "findings")
+        self._failed = Metrics.counter("ccpipe.tag_pii", "failed")
+        self._holder = None
+
+    def setup(self):
+        self._holder = _SHARED_TAGGERS.acquire(lambda: _load_tagger(self._config), tag=repr(self._config))
+
+    def process(self, batch):
+        texts, owners, known = [], [], []
+        for i, routed in enumerate(batch):
+            record = routed.record
+            own = known_values(record)
+            for path, text in iter_free_text(record.record_type, record.payload):
+                texts.append(text)
+                owners.append((i, path))
+                known.append(own)
+        try:
+            results = self._holder.tagger.tag(texts, known) if texts else []
+        except Exception as err:  # noqa: BLE001 - an analyzer failure must not lose the batch
+            # Retry one record at a time so a single bad text does not dead-letter its neighbours.
+            if len(batch) > 1:
+                for routed in batch:
+                    yield from self.process([routed])
+                return
+            self._failed.inc()
+            record = batch[0].record
+            yield TaggedOutput(
+                DEAD,
+                DeadLetter(
+                    "pii_tagging_failed", "TagPii", f"analyzer raised {type(err).__name__}", record.raw,
+                    record.source, record.tenant_id, record.record_id, batch[0].region, record.event_date,
+                ),
+            )
+            return
+        self._texts.inc(len(texts))
+        per_record: list[dict] = [{} for _ in batch]
+        for (i, path), findings in zip(owners, results, strict=True):
+            per_record[i][path] = findings
+            self._findings.inc(len(findings))
+        for routed, findings in zip(batch, per_record, strict=True):
+            yield TaggedRecord(routed=routed, findings=findings)
+
+
+class TagPii(beam.PTransform[PCollection[RoutedRecord], Tagged]):
+    """Analyse every free-text field with Presidio (offline) and keep the findings beside the record."""
+
+    def __init__(self, config: PiiConfig | None = None, max_batch_size: int = 256) -> None:
+        """``config``: model and thresholds; ``max_batch_size``: records per analyzer batch."""
+        super().__init__()
+        self._config = config or PiiConfig()
+        if max_batch_size < 1:
+            raise ConfigError(f"max_batch_size {max_batch_size!r} must be at least 1")
+        self._max_batch = max_batch_size
+
+    def expand(self, records: PCollection[RoutedRecord]) -> Tagged:
+        """Tagged records and dead letters."""
+        out = (
+            records
+            | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self._max_batch)
+            | "Analyze" >> beam.ParDo(_TagPiiFn(self._config)).with_outputs(DEAD, main="records")
+        )
+        return Tagged(records=out.records, dead_letters=out[DEAD])
