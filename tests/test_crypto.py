@@ -1,0 +1,66 @@
+import pytest
+
+from ccpipe import crypto
+from ccpipe.crypto import DataKey, DecryptionError
+
+KEY = DataKey("tnt-a", "content", 3, bytes(range(32)))
+AAD = crypto.field_aad("tnt-a", "nl", "calls", "r1", "transcript")
+
+
+def test_round_trip_and_version():
+    blob = crypto.encrypt(KEY, b"hello Maria", AAD)
+    assert crypto.ciphertext_version(blob) == 3
+    assert crypto.decrypt(KEY, blob, AAD) == b"hello Maria"
+    assert b"hello" not in blob
+
+
+def test_nonce_is_fresh():
+    assert crypto.encrypt(KEY, b"x", AAD) != crypto.encrypt(KEY, b"x", AAD)
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        ("tnt-b", "nl", "calls", "r1", "transcript"),
+        ("tnt-a", "us", "calls", "r1", "transcript"),
+        ("tnt-a", "nl", "telemetry", "r1", "transcript"),
+        ("tnt-a", "nl", "calls", "r2", "transcript"),
+        ("tnt-a", "nl", "calls", "r1", "wrapup_notes"),
+    ],
+)
+def test_other_context_fails(other):
+    blob = crypto.encrypt(KEY, b"secret", AAD)
+    with pytest.raises(DecryptionError):
+        crypto.decrypt(KEY, blob, crypto.field_aad(*other))
+
+
+def test_flipped_byte_fails_everywhere():
+    blob = crypto.encrypt(KEY, b"secret text", AAD)
+    for i in range(len(blob)):
+        tampered = bytearray(blob)
+        tampered[i] ^= 0x01
+        with pytest.raises(DecryptionError):
+            crypto.decrypt(KEY, bytes(tampered), AAD)
+
+
+def test_wrong_key_fails():
+    blob = crypto.encrypt(KEY, b"secret", AAD)
+    with pytest.raises(DecryptionError):
+        crypto.decrypt(DataKey("tnt-a", "content", 3, b"\x01" * 32), blob, AAD)
+
+
+def test_aad_fields_cannot_collide():
+    assert crypto.field_aad("a|b", "c", "d", "e", "f") != crypto.field_aad("a", "b|c", "d", "e", "f")
+
+
+def test_password_hash_is_salted_scrypt():
+    first, second = crypto.hash_password("hunter2"), crypto.hash_password("hunter2")
+    assert first.startswith("scrypt$16384$8$1$")
+    assert first != second
+    assert "hunter2" not in first
+    assert crypto.verify_password("hunter2", first)
+    assert not crypto.verify_password("hunter3", first)
+
+
+def test_datakey_repr_hides_material():
+    assert "material" not in repr(KEY) and str(bytes(range(32))) not in repr(KEY)
