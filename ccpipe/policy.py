@@ -214,7 +214,11 @@ def usage_contribution(psr: PseudonymizedRecord) -> tuple[tuple[str, str, str], 
     payload = record.payload
     counts: dict[str, float] = {}
     if record.record_type == "call_recording":
-        counts = {"calls": 1, "call_duration_s": payload.get("duration_s") or 0.0, "call_hold_s": payload.get("hold_s") or 0.0}
+        counts = {
+            "calls": 1,
+            "call_duration_s": payload.get("duration_s") or 0.0,
+            "call_hold_s": payload.get("hold_s") or 0.0,
+        }
     elif record.record_type == "chat_transcript":
         counts = {"chat_conversations": 1, "chat_messages": len(payload["messages"])}
     elif record.record_type == "telemetry":

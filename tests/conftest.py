@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
-
 from netguard import ATTEMPTS, block_network
 
 block_network()

@@ -11,17 +11,24 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import make_config, read_truth
 
 from ccpipe import crypto
 from ccpipe.errors import MasterKeyError
 from ccpipe.keystore import SqliteKeyStore, deadletter_key_owner
 from ccpipe.tenants import load_tenants
-from conftest import make_config, read_truth
 from pipelines.batch import pipeline_options, run
 
 STRUCTURED_NEVER_PLAIN = {
-    "PHONE_NUMBER", "EMAIL_ADDRESS", "MAC_ADDRESS", "IP_ADDRESS", "CREDIT_CARD", "USERNAME", "AGENT_ID",
-    "PASSWORD", "DTMF",
+    "PHONE_NUMBER",
+    "EMAIL_ADDRESS",
+    "MAC_ADDRESS",
+    "IP_ADDRESS",
+    "CREDIT_CARD",
+    "USERNAME",
+    "AGENT_ID",
+    "PASSWORD",
+    "DTMF",
 }
 FREE_TEXT_NEVER_SURVIVES = {"EMAIL_ADDRESS", "CREDIT_CARD", "IP_ADDRESS", "MAC_ADDRESS"}
 
@@ -93,10 +100,13 @@ def test_manifest_reconciles_exactly(batch_run, corpus):
     # What the manifest says was written is what the files hold.
     out = Path(config.sinks.default_root)
     for dataset in ("calls", "telemetry", "chat_messages", "registrations"):
-        on_disk = Counter(part["region"] for part, _ in {(tuple(p.items()), r["record_id"]): (p, r)
-                          for p, r in rows(out, dataset)}.values())
-        in_manifest = Counter({region: per.get(dataset, 0)
-                               for region, per in manifest["records_written_by_region"].items()})
+        on_disk = Counter(
+            part["region"]
+            for part, _ in {(tuple(p.items()), r["record_id"]): (p, r) for p, r in rows(out, dataset)}.values()
+        )
+        in_manifest = Counter(
+            {region: per.get(dataset, 0) for region, per in manifest["records_written_by_region"].items()}
+        )
         assert +on_disk == +in_manifest, dataset
     assert sum(manifest["dead_letters_by_reason"].values()) == len(rows(out, "_deadletter"))
 
@@ -139,8 +149,10 @@ def test_no_planted_value_in_plain_text_anywhere(batch_run, corpus, capsys):
         print("\nfree-text redaction on the fixture corpus (planted values):")
         for entity in sorted({e for e, _ in report}):
             total = report[(entity, "leaked")] + report[(entity, "redacted")]
-            print(f"  {entity:<14} redacted {report[(entity, 'redacted')]:>4}/{total:<4} "
-                  f"leaked {report[(entity, 'leaked')]}")
+            print(
+                f"  {entity:<14} redacted {report[(entity, 'redacted')]:>4}/{total:<4} "
+                f"leaked {report[(entity, 'leaked')]}"
+            )
 
 
 def test_customer_content_is_ciphertext_plus_redacted_copy(batch_run, corpus):
@@ -167,13 +179,18 @@ def test_customer_content_is_ciphertext_plus_redacted_copy(batch_run, corpus):
     for part, row in rows(out, "chat_messages"):
         original = originals[row["record_id"]]
         key = store.get(row["tenant_id"], "content", row["key_version"])
-        aad = crypto.field_aad(row["tenant_id"], part["region"], "chat_messages", row["record_id"], f"text:{row['seq']}")
+        aad = crypto.field_aad(
+            row["tenant_id"], part["region"], "chat_messages", row["record_id"], f"text:{row['seq']}"
+        )
         text = next(m["text"] for m in original["messages"] if m["seq"] == row["seq"])
         assert crypto.decrypt(key, row["text_ciphertext"], aad).decode() == text
         checked += 1
     assert checked > 50
     assert set(pq.read_schema(parquet_files(out / "region=nl" / "dataset=chat_messages")[0]).names) >= {
-        "text_redacted", "text_ciphertext", "pii_entities"}
+        "text_redacted",
+        "text_ciphertext",
+        "pii_entities",
+    }
     assert "text" not in pq.read_schema(parquet_files(out / "region=nl" / "dataset=chat_messages")[0]).names
 
 
@@ -235,10 +252,20 @@ def test_usage_daily_is_pseudonymous_and_adds_up(batch_run):
     config, manifest = batch_run
     usage = rows(Path(config.sinks.default_root), "usage_daily")
     assert {c for _, r in usage for c in r} == {
-        "tenant_id", "day", "calls", "call_duration_s", "call_hold_s", "chat_conversations", "chat_messages",
-        "telemetry_events", "registrations", "batch_digest"}
+        "tenant_id",
+        "day",
+        "calls",
+        "call_duration_s",
+        "call_hold_s",
+        "chat_conversations",
+        "chat_messages",
+        "telemetry_events",
+        "registrations",
+        "batch_digest",
+    }
     assert sum(r["calls"] for _, r in usage) == sum(
-        per.get("calls", 0) for per in manifest["records_written_by_region"].values())
+        per.get("calls", 0) for per in manifest["records_written_by_region"].values()
+    )
 
 
 def test_rerun_is_idempotent(batch_run, corpus, tmp_path):
@@ -250,8 +277,13 @@ def test_rerun_is_idempotent(batch_run, corpus, tmp_path):
         for path in parquet_files(out):
             part = partition_of(path.relative_to(out))
             for row in pq.read_table(path).to_pylist():
-                keyed[(part["dataset"], row.get("record_id") or row.get("deadletter_id") or row["batch_digest"],
-                       row.get("seq"))] += 1
+                keyed[
+                    (
+                        part["dataset"],
+                        row.get("record_id") or row.get("deadletter_id") or row["batch_digest"],
+                        row.get("seq"),
+                    )
+                ] += 1
         return keyed, sorted(p.name for p in parquet_files(out))
 
     before = snapshot()
@@ -271,16 +303,18 @@ def test_missing_or_broken_tenant_key_fails_closed(corpus, tmp_path):
     store.ensure_key(victim.tenant_id, "content")
     store.close()
     db = sqlite3.connect(config.keystore.path)
-    db.execute("UPDATE data_keys SET wrapped = ? WHERE owner = ? AND purpose = 'content'",
-               (b"\x00" * 60, victim.tenant_id))
+    db.execute(
+        "UPDATE data_keys SET wrapped = ? WHERE owner = ? AND purpose = 'content'", (b"\x00" * 60, victim.tenant_id)
+    )
     db.commit()
     db.close()
     manifest = run(config, pipeline_options("FnApiRunner", 1))
     out = tmp_path / "out"
     victim_ids = {rid for rid, rec in input_records(corpus).items() if rec["tenant_id"] == victim.tenant_id}
     assert victim_ids
-    written = {r["record_id"] for ds in ("calls", "telemetry", "chat_messages", "registrations")
-               for _, r in rows(out, ds)}
+    written = {
+        r["record_id"] for ds in ("calls", "telemetry", "chat_messages", "registrations") for _, r in rows(out, ds)
+    }
     assert written & victim_ids == set()
     dead = {r["record_id"]: r["reason"] for _, r in rows(out, "_deadletter") if r["record_id"] in victim_ids}
     assert set(dead) == victim_ids

@@ -3,10 +3,10 @@ import json
 import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
+from conftest import local_test_pipeline
 
 from ccpipe.errors import RecordError
 from ccpipe.types import RawInput, Tenant
-from conftest import local_test_pipeline
 from transforms.parse import DeduplicateRecords, ParseConfig, ParseRecords, parse_line
 from transforms.tenants import ResolveTenants
 

@@ -1,11 +1,11 @@
 import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
+from conftest import local_test_pipeline
 
 from ccpipe.errors import ConfigError
 from ccpipe.pii.engine import PiiConfig, PiiTagger, redact, resolve_model, resolve_overlaps
 from ccpipe.types import Finding, InputRecord, RoutedRecord
-from conftest import local_test_pipeline
 from transforms.tag_pii import TagPii
 
 TEXT = "Mail maria.lopez@example.co.uk, card 4111 1111 1111 1111, ip 192.168.10.37, mac 00:1A:2B:3C:4D:5E."

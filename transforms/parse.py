@@ -31,6 +31,7 @@ class ParseConfig:
     Attributes:
         max_record_bytes: a longer line is dead-lettered as ``oversized``.
         max_text_chars: a longer free-text field is dead-lettered as ``oversized``.
+
     """
 
     max_record_bytes: int = 1_048_576

@@ -21,6 +21,7 @@ class SinkConfig:
         region_roots: ``(region, root)`` overrides; a root is any Beam filesystem URI.
         regions: the regions that have a sink; a record of any other region is dead-lettered.
         shards: files per (region, dataset, day) partition.
+
     """
 
     default_root: str
@@ -33,7 +34,9 @@ class SinkConfig:
             raise ConfigError("default_root must not be empty")
         for region, _root in self.region_roots:
             if region not in self.regions:
-                raise ConfigError(f"region_roots names region {region!r}, which is not in regions {sorted(self.regions)}")
+                raise ConfigError(
+                    f"region_roots names region {region!r}, which is not in regions {sorted(self.regions)}"
+                )
         unknown = set(self.regions) - set(REGIONS)
         if unknown:
             raise ConfigError(f"regions {sorted(unknown)} are not service regions; allowed: {list(REGIONS)}")

@@ -33,6 +33,7 @@ class PiiConfig:
         language: the language code the model serves.
         score_threshold: findings scoring below this are ignored (0..1).
         batch_size: texts per ``nlp.pipe`` batch.
+
     """
 
     model: str = "en_core_web_sm"

@@ -1,0 +1,74 @@
+"""The console script, as a user runs it: separate processes, two local workers, network blocked."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+CCPIPE = [sys.executable, "-m", "ccpipe.cli"]
+NETBLOCK = str(Path(__file__).parent / "netblock")
+
+
+def blocked_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "CCPIPE_MASTER_KEY"}
+    env.update(
+        CCPIPE_HOME=str(home),
+        CCPIPE_BLOCK_NETWORK="1",
+        PYTHONPATH=os.pathsep.join([NETBLOCK, env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+    )
+    return env
+
+
+def test_network_guard_is_active_in_subprocesses(tmp_path):
+    probe = "import socket; socket.create_connection(('192.0.2.1', 443), timeout=2)"
+    done = subprocess.run([sys.executable, "-c", probe], env=blocked_env(tmp_path), capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "network blocked in tests" in done.stderr
+
+
+@pytest.mark.parametrize("command", [[], ["fixtures"], ["batch"], ["keys"]])
+def test_help(command):
+    done = subprocess.run([*CCPIPE, *command, "--help"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "usage:" in done.stdout
+
+
+def test_batch_with_two_workers_offline(tmp_path):
+    env = blocked_env(tmp_path / "home")
+    corpus, out = tmp_path / "corpus", tmp_path / "out"
+    gen = subprocess.run(
+        [*CCPIPE, "fixtures", "--out", str(corpus), "--seed", "3", "--tenants", "8", "--calls", "12",
+         "--chats", "12", "--telemetry", "12"],
+        env=env, capture_output=True, text=True,
+    )
+    assert gen.returncode == 0, gen.stderr
+    done = subprocess.run(
+        [*CCPIPE, "batch", "--input", str(corpus / "input" / "*"), "--input", str(corpus / "bad" / "bad.jsonl"),
+         "--tenants", str(corpus / "tenants.yaml"), "--output", str(out), "--workers", "2", "--run_id", "cli-1"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "RECONCILED" in done.stdout
+    manifest = json.loads((out / "_manifests" / "cli-1.json").read_text())
+    assert manifest["reconciled"] is True
+    assert manifest["records_read"] == 12 + 12 + 12 + 4 + 13
+    assert manifest["runner"] == "FnApiRunner"
+    assert (tmp_path / "home" / "keystore.db").exists()
+    assert (tmp_path / "home" / "master.key").exists()
+    written = sum(pq.read_table(p).num_rows for p in out.rglob("dataset=calls/*/*.parquet"))
+    assert written == sum(per.get("calls", 0) for per in manifest["records_written_by_region"].values())
+
+
+def test_batch_errors_are_clear(tmp_path):
+    done = subprocess.run(
+        [*CCPIPE, "batch", "--input", "x.jsonl", "--tenants", str(tmp_path / "missing.yaml"), "--output", "o"],
+        env=blocked_env(tmp_path), capture_output=True, text=True,
+    )
+    assert done.returncode == 2
+    assert "tenants file" in done.stderr and "does not exist" in done.stderr
