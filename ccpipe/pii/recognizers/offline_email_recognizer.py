@@ -23,6 +23,11 @@ class OfflineEmailRecognizer(EmailRecognizer):
         """Use Presidio's patterns and context under this class's name."""
         super().__init__(supported_language=supported_language, name="OfflineEmailRecognizer")
 
+    @staticmethod
+    def precheck(text: str) -> bool:
+        """Only texts with an '@' can hold an email address."""
+        return "@" in text
+
     def validate_result(self, pattern_text: str) -> bool:
         """True when the address ends in a known public suffix (offline)."""
         return _EXTRACT(pattern_text).fqdn != ""
