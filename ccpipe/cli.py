@@ -13,6 +13,7 @@ USAGE = """usage: ccpipe COMMAND [ARGS]
 commands:
   fixtures   generate a deterministic fixture corpus with ground truth
   batch      run the batch pipeline: input files -> encrypted regional Parquet
+  eval-pii   measure PII detection against planted ground truth
   keys       manage the embedded keystore (init, list)
 
 Run 'ccpipe COMMAND --help' for a command's flags.
@@ -80,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
             return fixtures_main(rest)
         if command == "batch":
             return _batch(rest)
+        if command == "eval-pii":
+            from ccpipe.pii.evaluate import main as eval_main
+
+            return eval_main(rest)
         if command == "keys":
             return _keys(rest)
     except CcpipeError as err:

@@ -87,15 +87,15 @@ def get_path(payload: dict[str, Any], path: str) -> Any:
     return value
 
 
-def known_values(record: InputRecord) -> list[tuple[str, str]]:
-    """The record's own structured personal values, to redact wherever its free text quotes them."""
+def known_values(record_type: str, payload: dict[str, Any]) -> list[tuple[str, str]]:
+    """A record's own structured personal values, to redact wherever its free text quotes them."""
     out = []
-    for path, _kind, _keep, entity in IDENTIFIERS[record.record_type]:
-        value = get_path(record.payload, path)
+    for path, _kind, _keep, entity in IDENTIFIERS[record_type]:
+        value = get_path(payload, path)
         if isinstance(value, str) and value.strip():
             out.append((entity, value))
-    for path, entity in ENCRYPTED_ONLY[record.record_type]:
-        value = get_path(record.payload, path)
+    for path, entity in ENCRYPTED_ONLY[record_type]:
+        value = get_path(payload, path)
         if isinstance(value, str) and value.strip():
             out.append((entity, value))
     return out

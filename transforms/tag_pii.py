@@ -58,7 +58,8 @@ class _TagPiiFn(beam.DoFn):
             record = routed.record
             fields = iter_free_text(record.record_type, record.payload)
             paths.append([path for path, _ in fields])
-            groups.append(TextGroup(tuple(t for _, t in fields), tuple(known_values(record)), record.tenant_id))
+            known = tuple(known_values(record.record_type, record.payload))
+            groups.append(TextGroup(tuple(t for _, t in fields), known, record.tenant_id))
         try:
             results = self._holder.tagger.tag_groups(groups)
         except Exception as err:  # noqa: BLE001 - an analyzer failure must not lose the batch

@@ -54,6 +54,9 @@ COMMON_WORDS = frozenset(
     june july august september october november december account internet router ticket phone number
     address billing support sales payment refund team service manager reference""".split()
 )
+_TITLE_BEFORE = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Dra|Sr|Sra|Srta|Prof)\.?\s+$")
+_SUFFIX_AFTER = re.compile(r"^,?\s+(?:MD|DVM|DDS|PhD|Jr\.?|Sr\.?|II|III|IV|Esq\.?)\b")
+_PARTICLES = re.compile(r"^\s+(?:(?:van|von|de|da|das|do|dos|der|den|ter|ten|di|del|la|le)\s+)+$")
 _CAPITALISED = re.compile(r"\b[A-Z][a-zà-ÿ'’]+")
 _HAS_DIGIT = re.compile(r"\d")
 
@@ -168,6 +171,28 @@ def may_hold_name(text: str) -> bool:
     return any(m.group().lower().rstrip("'’") not in COMMON_WORDS for m in _CAPITALISED.finditer(text))
 
 
+def extend_person_spans(text: str, findings: Sequence[Finding]) -> list[Finding]:
+    """Grow PERSON findings over a title before ("Dr.", "Sra.") and a suffix after ("MD", "Jr."), and
+    join two PERSON findings separated only by name particles ("Ravi" "van der" "Linden")."""
+    out = []
+    for f in sorted(findings, key=lambda x: (x.start, x.end)):
+        if f.entity_type == "PERSON":
+            start, end = f.start, f.end
+            before = _TITLE_BEFORE.search(text, 0, start)
+            if before:
+                start = before.start()
+            after = _SUFFIX_AFTER.match(text[end:])
+            if after:
+                end += after.end()
+            f = Finding(f.entity_type, start, end, f.score)
+            prev = out[-1] if out else None
+            if prev and prev.entity_type == "PERSON" and prev.end <= f.start and _PARTICLES.match(text[prev.end : f.start]):
+                out[-1] = Finding("PERSON", prev.start, f.end, max(prev.score, f.score))
+                continue
+        out.append(f)
+    return out
+
+
 def resolve_overlaps(findings: Sequence[Finding]) -> tuple[Finding, ...]:
     """Merge overlapping findings into non-overlapping ones, deterministically.
 
@@ -240,9 +265,14 @@ class PiiTagger:
         for i, doc in zip(wanted, docs, strict=True):
             for ent in doc.ents:
                 entity = NER_LABELS.get(ent.label_)
-                if entity is None or _HAS_DIGIT.search(ent.text) or ent.text.lower() in COMMON_WORDS:
+                if entity is None or _HAS_DIGIT.search(ent.text):
                     continue
-                out[i].append(Finding(entity, ent.start_char, ent.end_char, NER_SCORE))
+                # Drop leading sentence words the model pulled in ("Customer Ravi" -> "Ravi").
+                tokens = list(ent)
+                while tokens and tokens[0].text.lower() in COMMON_WORDS:
+                    tokens.pop(0)
+                if tokens:
+                    out[i].append(Finding(entity, tokens[0].idx, ent.end_char, NER_SCORE))
         return out
 
     def _patterns(self, text: str, tenant_id: str) -> list[Finding]:
@@ -283,7 +313,7 @@ class PiiTagger:
                     f for f in found
                     if f.score >= threshold and text[f.start : f.end].strip().casefold() not in allow
                 ]
-                texts_out.append(resolve_overlaps(kept))
+                texts_out.append(resolve_overlaps(extend_person_spans(text, kept)))
             result.append(texts_out)
             pos += len(group.texts)
         return result

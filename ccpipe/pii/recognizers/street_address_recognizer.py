@@ -59,8 +59,9 @@ PATTERNS = [
     Pattern("flat then street", rf"\bFlat\s+\d+[A-Za-z]?,?\s+(?:{_CAP}\s+){{0,3}}(?:{STREET_WORDS})\b", 0.75),
     Pattern(
         "after an address phrase",
-        rf"(?i:(?<=\blive at )|(?<=\baddress is )|(?<=\bmove to )|(?<=\bdeliver to )|(?<=\bsend it to ))"
-        rf"\d{{0,5}}[A-Za-z]?\s*(?:{_CAP}\s*){{1,4}}(?:,?\s*\d{{1,5}})?",
+        r"(?i:(?<=\blive at )|(?<=\baddress is )|(?<=\bmove to )|(?<=\bdeliver to )|(?<=\bsend it to )"
+        r"|(?<=\bmoved to )|(?<=\bship to ))"
+        r"[A-Z0-9](?:Apt\.|St\.|Rd\.|Ave\.|[^.!?;])+?(?=[.!?;](?:\s|\Z)|\Z)",
         0.65,
     ),
 ]
