@@ -7,7 +7,7 @@ OUT := out
 SEED ?= 7
 WORKERS ?= 2
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install clean bench
 
 $(BIN)/.installed: pyproject.toml requirements-model.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ lint: install
 
 test: install lint
 	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python -m bench.pii
 
 clean:
 	rm -rf $(OUT) .pytest_cache

@@ -57,6 +57,7 @@ class BatchOptions(PipelineOptions):
         parser.add_argument("--keystore", help="keystore file (default $CCPIPE_HOME/keystore.db)")
         parser.add_argument("--master_key_file", help="master key file (default $CCPIPE_HOME/master.key)")
         parser.add_argument("--model", default="en_core_web_sm", help="installed spaCy model for NER")
+        parser.add_argument("--pii_config", help="PII configuration YAML: allow-lists, tenant id patterns, model")
         parser.add_argument("--shards", type=int, default=1, help="Parquet files per partition")
         parser.add_argument("--workers", type=int, default=1, help="local worker processes")
         parser.add_argument("--run_id", help="manifest name (default: UTC time + random suffix)")
@@ -196,5 +197,7 @@ def config_from_options(options: BatchOptions) -> BatchConfig:
         sinks=SinkConfig(default_root=output, region_roots=tuple(overrides), regions=regions, shards=options.shards),
         keystore=keystore,
         run_id=options.run_id or new_run_id(),
-        pii=PiiConfig(model=options.model),
+        pii=PiiConfig.from_yaml(options.pii_config, model=options.model) if options.pii_config else PiiConfig(
+            model=options.model
+        ),
     )

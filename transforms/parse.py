@@ -116,7 +116,7 @@ class ParseRecords(beam.PTransform[PCollection[RawInput], Parsed]):
         super().__init__()
         self._config = config or ParseConfig()
 
-    def expand(self, lines: PCollection[RawInput]) -> Parsed:
+    def expand(self, lines: PCollection[RawInput]):  # -> Parsed
         """Records and dead letters."""
         out = lines | "Parse" >> beam.ParDo(_ParseRecordFn(self._config)).with_outputs(DEAD, main="records")
         return Parsed(records=out.records, dead_letters=out[DEAD])
@@ -154,7 +154,7 @@ class _SplitDuplicatesFn(beam.DoFn):
 class DeduplicateRecords(beam.PTransform[PCollection[InputRecord], Parsed]):
     """Keep one record per (tenant_id, record_id); dead-letter the others (deterministically)."""
 
-    def expand(self, records: PCollection[InputRecord]) -> Parsed:
+    def expand(self, records: PCollection[InputRecord]):  # -> Parsed
         """Unique records and the duplicates as dead letters."""
         out = (
             records

@@ -86,7 +86,7 @@ class Pseudonymize(beam.PTransform[PCollection[TaggedRecord], Protected]):
         super().__init__()
         self._keystore = keystore
 
-    def expand(self, records: PCollection[TaggedRecord]) -> Protected:
+    def expand(self, records: PCollection[TaggedRecord]):  # -> Protected
         """PseudonymizedRecords and dead letters."""
         out = records | "Pseudonymize" >> beam.ParDo(
             _PseudonymizeFn(self._keystore, "ccpipe.pseudonymize")
@@ -102,7 +102,7 @@ class EncryptContent(beam.PTransform[PCollection[PseudonymizedRecord], Protected
         super().__init__()
         self._keystore = keystore
 
-    def expand(self, records: PCollection[PseudonymizedRecord]) -> Protected:
+    def expand(self, records: PCollection[PseudonymizedRecord]):  # -> Protected
         """OutputRows and dead letters."""
         out = records | "Encrypt" >> beam.ParDo(
             _EncryptContentFn(self._keystore, "ccpipe.encrypt_content")

@@ -56,7 +56,7 @@ class ReadInputs(beam.PTransform[beam.pvalue.PBegin, Inputs]):
             raise ConfigError("paths must name at least one input file or glob")
         self._paths = tuple(paths)
 
-    def expand(self, pbegin: beam.pvalue.PBegin) -> Inputs:
+    def expand(self, pbegin: beam.pvalue.PBegin):  # -> Inputs
         """One RawInput per line or row."""
         parts = []
         for i, path in enumerate(self._paths):

@@ -95,7 +95,7 @@ class TagPii(beam.PTransform[PCollection[RoutedRecord], Tagged]):
             raise ConfigError(f"max_batch_size {max_batch_size!r} must be at least 1")
         self._max_batch = max_batch_size
 
-    def expand(self, records: PCollection[RoutedRecord]) -> Tagged:
+    def expand(self, records: PCollection[RoutedRecord]):  # -> Tagged
         """Tagged records and dead letters."""
         out = (
             records

@@ -54,7 +54,7 @@ class ResolveTenants(beam.PTransform[PCollection[InputRecord], Resolved]):
         self._tenants = tuple(tenants)
         self._sinks = frozenset(sink_regions)
 
-    def expand(self, records: PCollection[InputRecord]) -> Resolved:
+    def expand(self, records: PCollection[InputRecord]):  # -> Resolved
         """Routed records and dead letters."""
         out = records | "Resolve" >> beam.ParDo(_ResolveTenantFn(self._tenants, self._sinks)).with_outputs(
             DEAD, main="records"

@@ -52,13 +52,15 @@ COMMON_WORDS = frozenset(
     tomorrow tuesday understood until up us very wait was we wednesday welcome well were what when where
     which while who why will with would yes yesterday you your friday saturday january february march april
     june july august september october november december account internet router ticket phone number
-    address billing support sales payment refund team service manager reference""".split()
+    address billing support sales payment refund team service manager reference name names""".split()
 )
 _TITLE_BEFORE = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Dra|Sr|Sra|Srta|Prof)\.?\s+$")
 _SUFFIX_AFTER = re.compile(r"^,?\s+(?:MD|DVM|DDS|PhD|Jr\.?|Sr\.?|II|III|IV|Esq\.?)\b")
 _PARTICLES = re.compile(r"^\s+(?:(?:van|von|de|da|das|do|dos|der|den|ter|ten|di|del|la|le)\s+)+$")
 _CAPITALISED = re.compile(r"\b[A-Z][a-zà-ÿ'’]+")
 _HAS_DIGIT = re.compile(r"\d")
+# Timestamps and durations that small models label as places ("14:32", "10.30am", "3 pm").
+_TIME = re.compile(r"\d[:.]\d\d|\b\d{1,2}\s?(?:am|pm)\b|^[\d\s:./-]+$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,9 @@ class TenantPiiPolicy:
             try:
                 regex.compile(rx)
             except regex.error as err:
-                raise ConfigError(f"tenant {self.tenant_id!r}: id pattern {name!r} is not a valid regex: {err}") from None
+                raise ConfigError(
+                    f"tenant {self.tenant_id!r}: id pattern {name!r} is not a valid regex: {err}"
+                ) from None
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,7 @@ class PiiConfig:
         recognizers: a recognizer registry YAML; None for the built-in one.
         allow: terms never redacted, for every tenant (product names, queue names...).
         tenants: per-tenant allow-lists and declared id patterns.
+
     """
 
     model: str = "en_core_web_sm"
@@ -126,7 +131,9 @@ class PiiConfig:
             )
             for tid, spec in (data.get("tenants") or {}).items()
         )
-        kwargs = {k: data[k] for k in ("model", "language", "score_threshold", "batch_size", "recognizers") if k in data}
+        kwargs = {
+            k: data[k] for k in ("model", "language", "score_threshold", "batch_size", "recognizers") if k in data
+        }
         return cls(allow=tuple(data.get("allow") or ()), tenants=tenants, **{**kwargs, **overrides})
 
 
@@ -172,8 +179,11 @@ def may_hold_name(text: str) -> bool:
 
 
 def extend_person_spans(text: str, findings: Sequence[Finding]) -> list[Finding]:
-    """Grow PERSON findings over a title before ("Dr.", "Sra.") and a suffix after ("MD", "Jr."), and
-    join two PERSON findings separated only by name particles ("Ravi" "van der" "Linden")."""
+    """Grow PERSON findings over titles and suffixes, and join names split by particles.
+
+    A title before ("Dr.", "Sra.") and a suffix after ("MD", "Jr.") become part of the name; two
+    PERSON findings separated only by name particles ("Ravi" "van der" "Linden") become one.
+    """
     out = []
     for f in sorted(findings, key=lambda x: (x.start, x.end)):
         if f.entity_type == "PERSON":
@@ -186,7 +196,12 @@ def extend_person_spans(text: str, findings: Sequence[Finding]) -> list[Finding]
                 end += after.end()
             f = Finding(f.entity_type, start, end, f.score)
             prev = out[-1] if out else None
-            if prev and prev.entity_type == "PERSON" and prev.end <= f.start and _PARTICLES.match(text[prev.end : f.start]):
+            if (
+                prev
+                and prev.entity_type == "PERSON"
+                and prev.end <= f.start
+                and _PARTICLES.match(text[prev.end : f.start])
+            ):
                 out[-1] = Finding("PERSON", prev.start, f.end, max(prev.score, f.score))
                 continue
         out.append(f)
@@ -265,7 +280,7 @@ class PiiTagger:
         for i, doc in zip(wanted, docs, strict=True):
             for ent in doc.ents:
                 entity = NER_LABELS.get(ent.label_)
-                if entity is None or _HAS_DIGIT.search(ent.text):
+                if entity is None or (entity == "PERSON" and _HAS_DIGIT.search(ent.text)) or _TIME.search(ent.text):
                     continue
                 # Drop leading sentence words the model pulled in ("Customer Ravi" -> "Ravi").
                 tokens = list(ent)
@@ -300,18 +315,25 @@ class PiiTagger:
                 found = ner[pos + j] + self._patterns(text, group.tenant_id)
                 found += find_known_values(text, group.known)
                 raw.append(found)
+            allow = self._allow | self._tenant_allow.get(group.tenant_id, frozenset())
             names = {v for e, v in group.known if e == "PERSON"}
             for text, found in zip(group.texts, raw, strict=True):
                 names.update(text[f.start : f.end] for f in found if f.entity_type == "PERSON" and f.score >= threshold)
-            variants = [("PERSON", v) for name in sorted(names) for v in _name_variants(name)]
-            allow = self._allow | self._tenant_allow.get(group.tenant_id, frozenset())
+            # An allow-listed term ("Fiber Max") is not a name, nor are its words ("Max").
+            allowed_words = {w for term in allow for w in term.split()}
+            variants = [
+                ("PERSON", v)
+                for name in sorted(names)
+                if not any(re.search(rf"(?<!\w){re.escape(a)}(?!\w)", name.casefold()) for a in allow)
+                for v in _name_variants(name)
+                if v.casefold() not in allowed_words
+            ]
             texts_out = []
             for text, found in zip(group.texts, raw, strict=True):
                 if variants:
                     found = found + find_known_values(text, variants, CONTEXT_NAME_SCORE)
                 kept = [
-                    f for f in found
-                    if f.score >= threshold and text[f.start : f.end].strip().casefold() not in allow
+                    f for f in found if f.score >= threshold and text[f.start : f.end].strip().casefold() not in allow
                 ]
                 texts_out.append(resolve_overlaps(extend_person_spans(text, kept)))
             result.append(texts_out)

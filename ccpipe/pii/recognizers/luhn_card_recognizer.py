@@ -1,6 +1,9 @@
-"""Card numbers of any brand: 13-19 digits, optionally grouped, accepted only when the Luhn check passes.
+"""Card numbers of any brand: 13-19 digits, optionally grouped (spaces, dashes, dots).
 
-PCI: a valid card number must never pass, whatever its prefix or grouping (spaces, dashes, dots).
+PCI: a Luhn-valid number never passes, whatever its prefix or grouping (score 1.0). A number of
+card length that fails the Luhn check is still redacted when a card word is near it or it is grouped
+the way cards are printed (score 0.6):
+callers misread card numbers, and a misread card number is one digit away from the real one.
 """
 
 from __future__ import annotations
@@ -11,9 +14,14 @@ from presidio_analyzer import Pattern
 
 from ccpipe.pii.recognizers._base import CcpipePatternRecognizer
 
-PATTERNS = [Pattern("card digits, optionally grouped", r"(?<![\d.,-])\d(?:[ .-]?\d){12,18}(?![\d]|[.,-]\d)", 0.5)]
+PATTERNS = [Pattern("card digits, optionally grouped", r"(?<![\d.,+-])\d(?:[ .-]?\d){12,18}(?![\d]|[.,-]\d)", 0.5)]
 CONTEXT = ["card", "credit", "debit", "visa", "mastercard", "amex", "cc", "pay"]
 _DIGITS = re.compile(r"\d")
+# Grouped the way cards are printed (4-4-4-4, 4-6-5): phone numbers and ids never look like this.
+_CARD_SHAPE = re.compile(r"\d{4}([ .-])\d{4}\1\d{4}\1\d{4}|\d{4}([ -])\d{6}\2\d{5}")
+_CARD_CUE = re.compile(
+    r"(?i)\b(card|credit|debit|visa|mastercard|master card|amex|american express|cc|pay(?:ing|ment)?|charge)\b"
+)
 
 
 def luhn_valid(digits: str) -> bool:
@@ -40,7 +48,20 @@ class LuhnCardRecognizer(CcpipePatternRecognizer):
         """Only texts with at least 13 digits can hold a card number."""
         return len(_DIGITS.findall(text)) >= 13
 
-    def validate_result(self, pattern_text: str) -> bool:
-        """Keep only Luhn-valid numbers of a card's length."""
-        digits = "".join(_DIGITS.findall(pattern_text))
-        return 13 <= len(digits) <= 19 and luhn_valid(digits)
+    def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None):
+        """Luhn-valid numbers at 1.0; other card-length numbers at 0.6 if card-shaped or near a card word."""
+        out = []
+        for r in super().analyze(text, entities, nlp_artifacts, regex_flags):
+            digits = "".join(_DIGITS.findall(text[r.start : r.end]))
+            if not 13 <= len(digits) <= 19:
+                continue
+            if luhn_valid(digits):
+                r.score = 1.0
+            elif _CARD_SHAPE.fullmatch(text[r.start : r.end]) or _CARD_CUE.search(
+                text[max(0, r.start - 60) : r.end + 20]
+            ):
+                r.score = 0.6
+            else:
+                continue
+            out.append(r)
+        return out

@@ -27,7 +27,15 @@ PATTERNS = [
         "introduction phrase",
         r"(?i:(?<=\bmy name is )|(?<=\bmy name's )|(?<=\bthis is )|(?<=\bi am )|(?<=\bi'm )|(?<=\bi’m )"
         r"|(?<=\bname is )|(?<=\bspeaking with )|(?<=\bspeak to )|(?<=\bcalled )|(?<=\bit's )|(?<=\bit is ))"
-        + _NOT_A_NAME + rf"{_TITLE}?(?:{FULL_NAME}|[a-zà-ÿ][a-zà-ÿ'’-]+)",
+        + _NOT_A_NAME + rf"{_TITLE}?{FULL_NAME}",
+        0.7,
+    ),
+    Pattern(
+        # Lower case is a name only after an explicit name phrase ("i'm outside" is not a name).
+        "lower-case name after a name phrase",
+        r"(?i:(?<=\bmy name is )|(?<=\bmy name's )|(?<=\bname is )|(?<=\bname's ))"
+        r"[a-zà-ÿ][a-zà-ÿ'’-]+(?:\s+(?!(?:i|and|from|calling|here|speaking|ringing|the|my|about|with)\b)"
+        r"[a-zà-ÿ][a-zà-ÿ'’-]+)?",
         0.7,
     ),
     Pattern("title and name", rf"\b{_TITLE}{FULL_NAME}", 0.85),
@@ -65,13 +73,3 @@ class SelfIntroductionRecognizer(CcpipePatternRecognizer):
         """Texts with an introduction phrase or a salutation."""
         return _HINT.search(text) is not None
 
-    def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None):
-        """Pattern results; an introduced lower-case single word needs the 'name' phrase."""
-        results = super().analyze(text, entities, nlp_artifacts, regex_flags)
-        out = []
-        for r in results:
-            span = text[r.start : r.end]
-            if span[0].islower() and " " not in span and "name" not in text[max(0, r.start - 12) : r.start].lower():
-                continue
-            out.append(r)
-        return out

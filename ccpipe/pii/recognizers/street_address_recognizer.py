@@ -42,27 +42,32 @@ BR_PREFIXES = (
     "Jardim|Vale|Sítio|Rodovia"
 )
 _CAP = r"[A-Z][A-Za-zÀ-ÿ'’.-]+"
+_CITY = r"(?:,\s*[A-Z][a-zà-ÿ]+(?:\s[A-Z][a-zà-ÿ]+)?(?=[\s,.!?;]|\Z))?"
 _UNIT = r"(?:\s+(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Flat|#)\s*\d+[A-Za-z]?)?"
 PATTERNS = [
     Pattern(
         "number then street",
-        rf"\b(?:(?:Unit|Flat|Apt\.?|Suite)\s*\d+[A-Za-z]?,?\s+)?\d{{1,5}}[A-Za-z]?(?:/\d{{1,5}})?\s+"
-        rf"(?:{_CAP}\s+){{0,3}}(?:{STREET_WORDS})\b\.?{_UNIT}",
-        0.7,
+        rf"\b(?:(?:Unit|Flat|Apt\.?|Suite|Level|Floor)\s*\d+[A-Za-z]?,?\s+|(?:Blk|Block)\s+)?\d{{1,5}}[A-Za-z]?(?:/\d{{1,5}})?\s+"
+        rf"(?:{_CAP}\s+){{0,3}}(?:{STREET_WORDS})\b\.?(?:\s\d{{1,3}}\b)?{_UNIT}(?:\s#\d{{1,3}}-\d{{1,5}})?{_CITY}",
+        0.9,
     ),
-    Pattern("Dutch street then number", rf"\b[A-Z][a-zà-ÿ'-]*(?:{DUTCH_SUFFIXES})\s+\d{{1,5}}(?:\s?[a-zA-Z])?\b", 0.75),
+    Pattern(
+        "Dutch street then number",
+        rf"\b[A-Z][a-zà-ÿ'-]*(?:{DUTCH_SUFFIXES})\s+\d{{1,5}}(?:\s?[a-zA-Z])?\b{_CITY}",
+        0.9,
+    ),
     Pattern(
         "Brazilian street",
         rf"\b(?:{BR_PREFIXES})\s+(?:(?:d[aeo]s?|de)\s+)?{_CAP}(?:\s+(?:(?:d[aeo]s?|de)\s+)?{_CAP}){{0,3}}(?:,\s*\d{{1,5}})?",
-        0.6,
+        0.86,
     ),
-    Pattern("flat then street", rf"\bFlat\s+\d+[A-Za-z]?,?\s+(?:{_CAP}\s+){{0,3}}(?:{STREET_WORDS})\b", 0.75),
+    Pattern("flat then street", rf"\bFlat\s+\d+[A-Za-z]?,?\s+(?:{_CAP}\s+){{0,3}}(?:{STREET_WORDS})\b{_CITY}", 0.9),
     Pattern(
         "after an address phrase",
         r"(?i:(?<=\blive at )|(?<=\baddress is )|(?<=\bmove to )|(?<=\bdeliver to )|(?<=\bsend it to )"
         r"|(?<=\bmoved to )|(?<=\bship to ))"
         r"[A-Z0-9](?:Apt\.|St\.|Rd\.|Ave\.|[^.!?;])+?(?=[.!?;](?:\s|\Z)|\Z)",
-        0.65,
+        0.86,
     ),
 ]
 CONTEXT = ["address", "live", "street", "deliver", "moved", "postcode", "zip"]

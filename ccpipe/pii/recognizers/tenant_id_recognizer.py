@@ -1,4 +1,4 @@
-"""Account, order and ticket ids that a tenant declares as regular expressions (ACCOUNT_ID).
+r"""Account, order and ticket ids that a tenant declares as regular expressions (ACCOUNT_ID).
 
 Declared in the PII configuration per tenant, e.g. ``{name: order, regex: 'ORD-\\d{6}'}``.
 """

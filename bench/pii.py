@@ -1,0 +1,149 @@
+"""PII tagging benchmark: ``python -m bench.pii`` (or ``make bench``).
+
+On the same chat messages, in one run, it measures and prints messages per second for:
+
+    (a) naive Presidio: AnalyzerEngine.analyze per message, default recognizers and full spaCy pipeline
+    (b) spaCy tok2vec + NER alone (nlp.pipe): the ceiling for the model
+    (c) ccpipe's tagging (PiiTagger.tag_groups): NER where a name can be, recognizers behind pre-checks
+    (d) the whole batch pipeline end to end on chat transcripts (parse -> ... -> encrypted Parquet)
+
+and the ratios c/a, c/b, d/b, with the recall of (a) and (c) on the planted PII side by side.
+Presidio's default email recognizer would fetch the public suffix list; (a) uses the offline one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from ccpipe.pii.engine import PiiConfig, PiiTagger, TextGroup, load_ner, resolve_model
+from ccpipe.types import Finding
+
+
+def _messages(n_chats: int, seed: int, workdir: Path) -> tuple[list[dict], list[dict]]:
+    from fixtures.generate import generate
+
+    generate(workdir, seed=seed, n_tenants=8, n_calls=0, n_chats=n_chats, n_telemetry=0, n_registrations=0)
+    chats = [json.loads(line) for line in (workdir / "input" / "chats.jsonl").read_text().splitlines()]
+    truth = [json.loads(line) for line in (workdir / "truth.jsonl").read_text().splitlines()]
+    return chats, [t for t in truth if t["start"] is not None]
+
+
+def _recall(texts: dict[tuple[str, str], str], findings: dict[tuple[str, str], list[Finding]], truth) -> float:
+    found = 0
+    for t in truth:
+        key = (t["record_id"], t["field"])
+        covered = set()
+        for f in findings.get(key, []):
+            covered.update(range(f.start, f.end))
+        found += all(i in covered for i in range(t["start"], t["end"]))
+    return found / len(truth) if truth else 1.0
+
+
+def _naive_presidio(model: str):
+    from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+    from presidio_analyzer.nlp_engine import NlpEngineProvider
+
+    from ccpipe.pii.recognizers.offline_email_recognizer import OfflineEmailRecognizer
+
+    nlp_engine = NlpEngineProvider(
+        nlp_configuration={"nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": model}]}
+    ).create_engine()
+    registry = RecognizerRegistry()
+    registry.load_predefined_recognizers(nlp_engine=nlp_engine)
+    registry.remove_recognizer("EmailRecognizer")
+    registry.add_recognizer(OfflineEmailRecognizer())
+    return AnalyzerEngine(nlp_engine=nlp_engine, registry=registry)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run all four measurements and print the table."""
+    parser = argparse.ArgumentParser(prog="python -m bench.pii", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--chats", type=int, default=2000, help="conversations (about 4 messages each)")
+    parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--model", default="en_core_web_sm")
+    parser.add_argument("--workers", type=int, default=1, help="local workers for (d)")
+    parser.add_argument("--naive-limit", type=int, default=1500, help="messages for (a) (it is slow), 0 = all")
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="ccpipe-bench-"))
+    chats, truth = _messages(args.chats, args.seed, work / "corpus")
+    keys = [(c["record_id"], f"messages[{i}].text") for c in chats for i in range(len(c["messages"]))]
+    texts = {k: m["text"] for k, m in zip(keys, (m for c in chats for m in c["messages"]), strict=True)}
+    n = len(texts)
+    avg = sum(len(t) for t in texts.values()) / n
+    print(f"{n} chat messages in {len(chats)} conversations, {avg:.0f} characters on average; "
+          f"{os.cpu_count()} cores; model {resolve_model(args.model)}")
+
+    # (a) naive Presidio, one analyze() per message.
+    naive = _naive_presidio(resolve_model(args.model))
+    sample = keys[: args.naive_limit] if args.naive_limit else keys
+    naive.analyze(text="warm up John Smith", language="en")
+    start = time.perf_counter()
+    naive_findings = {
+        k: [Finding(r.entity_type, r.start, r.end, r.score) for r in naive.analyze(text=texts[k], language="en")]
+        for k in sample
+    }
+    a = len(sample) / (time.perf_counter() - start)
+    sample_keys = set(sample)
+    sample_truth = [t for t in truth if (t["record_id"], t["field"]) in sample_keys]
+    recall_a = _recall(texts, naive_findings, sample_truth)
+
+    # (b) spaCy tok2vec + NER alone.
+    nlp = load_ner(args.model)
+    list(nlp.pipe(["warm up John Smith"]))
+    start = time.perf_counter()
+    for _doc in nlp.pipe(list(texts.values()), batch_size=128):
+        pass
+    b = n / (time.perf_counter() - start)
+
+    # (c) ccpipe tagging, one group per conversation as in the pipeline.
+    tagger = PiiTagger(PiiConfig(model=args.model))
+    tagger.tag(["warm up John Smith"])
+    groups = [TextGroup(tuple(m["text"] for m in c["messages"]), (), c["tenant_id"]) for c in chats]
+    start = time.perf_counter()
+    results = tagger.tag_groups(groups)
+    c_rate = n / (time.perf_counter() - start)
+    ours = {k: list(f) for k, f in zip(keys, (f for g in results for f in g), strict=True)}
+    recall_c_sample = _recall(texts, {k: ours[k] for k in sample}, sample_truth)
+    recall_c = _recall(texts, ours, truth)
+
+    # (d) the batch pipeline end to end (process start-up excluded, model load and Beam included).
+    from ccpipe.keystore import KeystoreConfig
+    from ccpipe.tenants import load_tenants
+    from pipelines.batch import BatchConfig, pipeline_options, run
+    from transforms.route import SinkConfig
+
+    os.environ.setdefault("CCPIPE_MASTER_KEY", base64.b64encode(os.urandom(32)).decode())
+    config = BatchConfig(
+        inputs=(str(work / "corpus" / "input" / "chats.jsonl"),),
+        tenants=tuple(load_tenants(work / "corpus" / "tenants.yaml").values()),
+        sinks=SinkConfig(default_root=str(work / "out")),
+        keystore=KeystoreConfig(path=str(work / "home" / "ks.db"), master_key_file=str(work / "home" / "mk")),
+        run_id="bench",
+        pii=PiiConfig(model=args.model),
+    )
+    start = time.perf_counter()
+    manifest = run(config, pipeline_options("FnApiRunner", args.workers))
+    d_seconds = time.perf_counter() - start
+    messages_written = sum(per.get("chat_messages", 0) for per in manifest["rows_written_by_region"].values())
+    d = messages_written / d_seconds
+
+    print()
+    print(f"{'':<52}{'msgs/s':>9}{'recall':>9}")
+    print(f"{'(a) naive Presidio analyze() per message':<52}{a:>9.0f}{recall_a:>9.4f}   ({len(sample)} msgs)")
+    print(f"{'(b) spaCy tok2vec+NER alone, nlp.pipe':<52}{b:>9.0f}{'':>9}")
+    print(f"{'(c) ccpipe tagging':<52}{c_rate:>9.0f}{recall_c_sample:>9.4f}   (all: {recall_c:.4f})")
+    print(f"{'(d) batch pipeline end to end, ' + str(args.workers) + ' worker(s)':<52}{d:>9.0f}{'':>9}"
+          f"   ({messages_written} messages in {d_seconds:.1f} s, reconciled={manifest['reconciled']})")
+    print()
+    print(f"c/a = {c_rate / a:.2f}   c/b = {c_rate / b:.2f}   d/b = {d / b:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
