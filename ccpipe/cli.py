@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from ccpipe.crypto import DecryptionError
 from ccpipe.errors import CcpipeError
 
 USAGE = """usage: ccpipe COMMAND [ARGS]
@@ -14,7 +15,13 @@ commands:
   fixtures   generate a deterministic fixture corpus with ground truth
   batch      run the batch pipeline: input files -> encrypted regional Parquet
   eval-pii   measure PII detection against planted ground truth
-  keys       manage the embedded keystore (init, list)
+  tenants    import or list tenants of the control plane
+  keys       keystore and key lifecycle (init, list, rotate, shred)
+  grants     operator access grants (add, revoke, list)
+  decrypt    decrypt one field of one row (access-checked, audited)
+  retention  apply the retention rules (run [--dry-run] [--as-of DATE])
+  dsar       data-subject requests (open, confirm-identity, run, list)
+  audit      verify or list the hash-chained audit log
 
 Run 'ccpipe COMMAND --help' for a command's flags.
 """
@@ -43,27 +50,6 @@ def _batch(argv: list[str]) -> int:
     return 0 if manifest["reconciled"] else 3
 
 
-def _keys(argv: list[str]) -> int:
-    from ccpipe.keystore import KeystoreConfig, SqliteKeyStore
-
-    parser = argparse.ArgumentParser(prog="ccpipe keys", description="Manage the embedded keystore.")
-    parser.add_argument("action", choices=["init", "list"])
-    parser.add_argument("--keystore", help="keystore file (default $CCPIPE_HOME/keystore.db)")
-    parser.add_argument("--master-key-file", help="master key file (default $CCPIPE_HOME/master.key)")
-    args = parser.parse_args(argv)
-    default = KeystoreConfig.default()
-    config = KeystoreConfig(args.keystore or default.path, args.master_key_file or default.master_key_file)
-    store = SqliteKeyStore(config, create=args.action == "init")
-    try:
-        if args.action == "init":
-            print(f"keystore ready: {config.path}")
-        for owner, purpose, version, state in store.versions():
-            print(f"{owner:<28} {purpose:<10} v{version:<3} {state}")
-    finally:
-        store.close()
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ccpipe`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -85,9 +71,11 @@ def main(argv: list[str] | None = None) -> int:
             from ccpipe.pii.evaluate import main as eval_main
 
             return eval_main(rest)
-        if command == "keys":
-            return _keys(rest)
-    except CcpipeError as err:
+        from ccpipe.cli_governance import COMMANDS
+
+        if command in COMMANDS:
+            return COMMANDS[command](rest)
+    except (CcpipeError, DecryptionError) as err:
         print(f"ccpipe {command}: error: {err}", file=sys.stderr)
         return 2
     print(f"ccpipe: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)

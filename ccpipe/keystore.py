@@ -221,6 +221,43 @@ class SqliteKeyStore:
         self._cache[(owner, purpose, version)] = key
         return key
 
+    def destroy(self, owner: str, purpose: str, before: str | None = None) -> list[int]:
+        """Destroy key material (irreversible): every version, or those created before ``before``.
+
+        Returns the versions destroyed. The row stays (state ``destroyed``) so that nothing
+        re-creates the key and the history remains.
+        """
+        sql = "SELECT version FROM data_keys WHERE owner = ? AND purpose = ? AND state != 'destroyed'"
+        params: tuple = (owner, purpose)
+        if before:
+            sql += " AND created_at < ?"
+            params += (before,)
+        versions = [r[0] for r in self._db.execute(sql, params).fetchall()]
+        with self._db:
+            for version in versions:
+                self._db.execute(
+                    "UPDATE data_keys SET wrapped = NULL, state = 'destroyed', destroyed_at = ? "
+                    "WHERE owner = ? AND purpose = ? AND version = ?",
+                    (_now(), owner, purpose, version),
+                )
+        self._cache = {k: v for k, v in self._cache.items() if k[:2] != (owner, purpose)}
+        return versions
+
+    def states(self, owner: str, purpose: str) -> dict[int, str]:
+        """Version -> state of one key."""
+        rows = self._db.execute(
+            "SELECT version, state FROM data_keys WHERE owner = ? AND purpose = ? ORDER BY version", (owner, purpose)
+        ).fetchall()
+        return dict(rows)
+
+    def usable_versions(self, owner: str, purpose: str) -> list[DataKey]:
+        """Every version that can still be unwrapped (for decrypting or matching old data)."""
+        out = []
+        for version, state in self.states(owner, purpose).items():
+            if state != "destroyed":
+                out.append(self.get(owner, purpose, version))
+        return out
+
     def versions(self) -> list[tuple[str, str, int, str]]:
         """Every key's (owner, purpose, version, state), without material."""
         return self._db.execute(

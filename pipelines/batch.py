@@ -25,7 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from ccpipe.errors import ConfigError
-from ccpipe.keystore import TENANT_PURPOSES, KeystoreConfig, SqliteKeyStore, deadletter_key_owner
+from ccpipe.keystore import TENANT_PURPOSES, KeystoreConfig, SqliteKeyStore, ccpipe_home, deadletter_key_owner
 from ccpipe.pii.engine import PiiConfig
 from ccpipe.types import QUARANTINE_REGION, REGIONS, Tenant
 from transforms.manifest import WriteManifest, manifest_path
@@ -48,7 +48,10 @@ class BatchOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
         parser.add_argument("--input", action="append", default=[], help="input file or glob (repeatable)")
-        parser.add_argument("--tenants", help="tenants registry (YAML or JSON)")
+        parser.add_argument("--tenants", help="tenants registry (YAML or JSON); default: the control plane's")
+        parser.add_argument(
+            "--control_plane", help="control-plane URL (sqlite:///path or postgresql://...); default under $CCPIPE_HOME"
+        )
         parser.add_argument("--output", help="default sink root (local folder or Beam filesystem URI)")
         parser.add_argument("--sink", action="append", default=[], help="REGION=URI: a region's own sink root")
         parser.add_argument(
@@ -74,6 +77,7 @@ class BatchConfig:
     run_id: str
     pii: PiiConfig = field(default_factory=PiiConfig)
     parse: ParseConfig = field(default_factory=ParseConfig)
+    restricted: frozenset[tuple[str, str]] = frozenset()
 
     def __post_init__(self) -> None:
         if not self.inputs:
@@ -94,7 +98,7 @@ def build(pipeline: beam.Pipeline, config: BatchConfig, extra: dict | None = Non
     unique = parsed.records | "DeduplicateRecords" >> DeduplicateRecords()
     resolved = unique.records | "ResolveTenants" >> ResolveTenants(config.tenants, config.sinks.regions)
     tagged = resolved.records | "TagPii" >> TagPii(config.pii)
-    pseudo = tagged.records | "Pseudonymize" >> Pseudonymize(config.keystore)
+    pseudo = tagged.records | "Pseudonymize" >> Pseudonymize(config.keystore, config.restricted)
     encrypted = pseudo.records | "EncryptContent" >> EncryptContent(config.keystore)
     usage = pseudo.records | "AggregateUsage" >> AggregateUsage()
     dead_rows = (
@@ -172,8 +176,6 @@ def config_from_options(options: BatchOptions) -> BatchConfig:
 
     if not options.input:
         raise ConfigError("--input is required (a file or glob, repeatable)")
-    if not options.tenants:
-        raise ConfigError("--tenants is required (a YAML or JSON registry)")
     if not options.output:
         raise ConfigError("--output is required (the sink root)")
     regions = frozenset(r.strip() for r in options.sink_regions.split(",") if r.strip())
@@ -191,9 +193,25 @@ def config_from_options(options: BatchOptions) -> BatchConfig:
         else keystore_default.master_key_file,
     )
     output = options.output if "://" in options.output else os.path.abspath(options.output)
+    from ccpipe.controlplane import dsar, tenants_repo
+    from ccpipe.controlplane.db import open_control_plane
+
+    # The control plane is always consulted for restrictions: a subject who restricted processing
+    # must be dead-lettered whichever tenants file a run is given.
+    if not options.control_plane:
+        ccpipe_home().mkdir(parents=True, exist_ok=True)
+    cp = open_control_plane(options.control_plane)
+    try:
+        tenants = load_tenants(options.tenants) if options.tenants else tenants_repo.load(cp)
+        if not tenants:
+            raise ConfigError("no tenants: pass --tenants FILE or import them with 'ccpipe tenants import'")
+        restricted = dsar.restricted_pseudonyms(cp)
+    finally:
+        cp.close()
     return BatchConfig(
         inputs=tuple(options.input),
-        tenants=tuple(load_tenants(options.tenants).values()),
+        tenants=tuple(tenants.values()),
+        restricted=restricted,
         sinks=SinkConfig(default_root=output, region_roots=tuple(overrides), regions=regions, shards=options.shards),
         keystore=keystore,
         run_id=options.run_id or new_run_id(),

@@ -69,3 +69,21 @@ def batch_run(corpus, tmp_path_factory, master_key_env):
     config = make_config(corpus, root / "out", root / "home", "run-1")
     manifest = run(config, pipeline_options("FnApiRunner", 1))
     return config, manifest
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    from pgserver import PgServer
+
+    server = PgServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def control_plane_url(request, tmp_path):
+    """A fresh, empty control-plane database: SQLite always, and a real PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'control.db'}"
+    return request.getfixturevalue("pg_server").new_database()

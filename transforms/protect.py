@@ -55,15 +55,33 @@ class _KeyedFn(beam.DoFn):
 
 
 class _PseudonymizeFn(_KeyedFn):
+    def __init__(self, keystore: KeystoreConfig, namespace: str, restricted: frozenset[tuple[str, str]]) -> None:
+        super().__init__(keystore, namespace)
+        self._restricted = restricted
+        self._restricted_count = Metrics.counter(namespace, "restricted")
+
     def process(self, tagged):
+        record = tagged.routed.record
         try:
-            key = self._store.current(tagged.routed.record.tenant_id, "pseudonym")
+            key = self._store.current(record.tenant_id, "pseudonym")
         except KeyUnavailableError as err:
             self._no_key.inc()
             yield _key_dead_letter("Pseudonymize", err, tagged)
             return
+        psr = policy.pseudonymize_record(tagged, key)
+        if self._restricted and any((record.tenant_id, p) in self._restricted for p in psr.pseudonyms.values()):
+            # A data subject restricted (or objected to) processing: keep the record, encrypted, aside.
+            self._restricted_count.inc()
+            yield TaggedOutput(
+                DEAD,
+                DeadLetter(
+                    "restricted", "Pseudonymize", "the data subject restricted processing", record.raw,
+                    record.source, record.tenant_id, record.record_id, tagged.routed.region, record.event_date,
+                ),
+            )
+            return
         self._ok.inc()
-        yield policy.pseudonymize_record(tagged, key)
+        yield psr
 
 
 class _EncryptContentFn(_KeyedFn):
@@ -81,15 +99,16 @@ class _EncryptContentFn(_KeyedFn):
 class Pseudonymize(beam.PTransform[PCollection[TaggedRecord], Protected]):
     """Replace identifiers by HMAC-SHA256 pseudonyms under the tenant's ``pseudonym`` key."""
 
-    def __init__(self, keystore: KeystoreConfig) -> None:
-        """``keystore``: where workers find the keys."""
+    def __init__(self, keystore: KeystoreConfig, restricted: frozenset[tuple[str, str]] = frozenset()) -> None:
+        """``keystore``: where workers find the keys; ``restricted``: (tenant, pseudonym) not to process."""
         super().__init__()
         self._keystore = keystore
+        self._restricted = frozenset(restricted)
 
     def expand(self, records: PCollection[TaggedRecord]):  # -> Protected
-        """PseudonymizedRecords and dead letters."""
+        """PseudonymizedRecords and dead letters (key unavailable, restricted subject)."""
         out = records | "Pseudonymize" >> beam.ParDo(
-            _PseudonymizeFn(self._keystore, "ccpipe.pseudonymize")
+            _PseudonymizeFn(self._keystore, "ccpipe.pseudonymize", self._restricted)
         ).with_outputs(DEAD, main="records")
         return Protected(records=out.records, dead_letters=out[DEAD])
 

@@ -1,0 +1,313 @@
+"""Data-subject requests (SPEC §6): access, export, rectification, restriction, deletion, objection.
+
+A request is opened for a subject identified by email, phone, username or agent id. The identifier
+is never stored or searched in plain text: it is kept encrypted under the tenant's content key,
+and the subject's rows are found through keyed pseudonyms computed under every usable version of
+the tenant's pseudonym key. Each request has a due date (30 days), a status
+(received -> identity_confirmed -> completed) and a recorded identity check; nothing is served
+before identity is confirmed. Every step is audited.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from ccpipe import crypto, pseudonym, store
+from ccpipe.controlplane import audit, tenants_repo
+from ccpipe.controlplane.access import require_tenant_admin_or_operator
+from ccpipe.controlplane.db import ControlPlane
+from ccpipe.errors import CcpipeError, ConfigError
+from ccpipe.keystore import SqliteKeyStore
+from ccpipe.schemas import OUTPUT_SCHEMAS
+
+KINDS = ("access", "export", "rectification", "restriction", "deletion", "objection")
+DUE_DAYS = 30
+# Where each kind of subject identifier appears, as pseudonym columns per dataset.
+SUBJECT_COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
+    "email": {"registrations": ("email_pseudonym",)},
+    "phone": {
+        "registrations": ("phone_pseudonym",),
+        "calls": ("calling_number_pseudonym", "called_number_pseudonym"),
+        "telemetry": ("call_calling_number_pseudonym", "call_called_number_pseudonym"),
+    },
+    "username": {"registrations": ("username_pseudonym",)},
+    "agent_id": {"calls": ("agent_id_pseudonym",), "telemetry": ("agent_id_pseudonym",)},
+}
+RECTIFIABLE = ("name", "username", "email", "phone", "display_name")
+_PSEUDONYM_KIND = {"email": "email", "phone": "phone", "username": "username", "agent_id": "agent_id",
+                   "name": "name", "display_name": "display_name"}
+EXPORT_MAGIC = b"CCX1"
+
+
+class RequestStateError(CcpipeError):
+    """The request is not in a state that allows this step."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """A data-subject request as stored (the subject only as ciphertext and pseudonyms)."""
+
+    request_id: str
+    tenant_id: str
+    kind: str
+    subject_kind: str
+    pseudonyms: tuple[str, ...]
+    status: str
+    received_at: str
+    due_at: str
+
+
+def _now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.UTC)
+
+
+def subject_pseudonyms(keys: SqliteKeyStore, tenant_id: str, region: str, kind: str, value: str) -> list[str]:
+    """The subject's pseudonym under every usable version of the tenant's pseudonym key."""
+    normalized = pseudonym.normalize(_PSEUDONYM_KIND[kind], value, region)
+    return [pseudonym.pseudonymize(k, _PSEUDONYM_KIND[kind], normalized) for k in keys.usable_versions(tenant_id,
+                                                                                                      "pseudonym")]
+
+
+def open_request(
+    cp: ControlPlane, keys: SqliteKeyStore, actor: audit.Actor, tenant_id: str, kind: str, subject_kind: str,
+    subject_value: str, received_at: _dt.datetime | None = None,
+) -> str:
+    """Record a new request; returns its id. The due date is 30 days after receipt."""
+    if kind not in KINDS:
+        raise ConfigError(f"kind {kind!r} is not one of {KINDS}")
+    if subject_kind not in SUBJECT_COLUMNS:
+        raise ConfigError(f"subject kind {subject_kind!r} is not one of {sorted(SUBJECT_COLUMNS)}")
+    if not subject_value.strip():
+        raise ConfigError("the subject identifier must not be empty")
+    tenant = tenants_repo.get(cp, tenant_id)
+    require_tenant_admin_or_operator(cp, actor, tenant_id, "dsar_open")
+    request_id = uuid.uuid4().hex[:16]
+    received = received_at or _now()
+    key = keys.current(tenant_id, "content")
+    ciphertext = crypto.encrypt(key, subject_value.encode(), f"ccpipe/dsar/v1|{tenant_id}|{request_id}".encode())
+    pseudonyms = subject_pseudonyms(keys, tenant_id, tenant.region, subject_kind, subject_value)
+    with cp.transaction():
+        cp.execute(
+            "INSERT INTO dsar_requests (request_id, tenant_id, kind, subject_kind, subject_ciphertext, "
+            "subject_pseudonyms, status, received_at, due_at, requested_by) VALUES (?, ?, ?, ?, ?, ?, 'received', "
+            "?, ?, ?)",
+            (request_id, tenant_id, kind, subject_kind, ciphertext, json.dumps(pseudonyms), received.isoformat(),
+             (received + _dt.timedelta(days=DUE_DAYS)).isoformat(), actor.name),
+        )
+        audit.append(cp, actor, "dsar_open", tenant_id=tenant_id, target=request_id,
+                     details={"kind": kind, "subject_kind": subject_kind})
+    return request_id
+
+
+def get(cp: ControlPlane, request_id: str) -> Request:
+    """A request; NotFoundError when unknown."""
+    row = cp.one(
+        "SELECT request_id, tenant_id, kind, subject_kind, subject_pseudonyms, status, received_at, due_at "
+        "FROM dsar_requests WHERE request_id = ?",
+        (request_id,),
+    )
+    if row is None:
+        raise tenants_repo.NotFoundError(f"unknown request {request_id!r}")
+    return Request(row[0], row[1], row[2], row[3], tuple(json.loads(row[4])), row[5], row[6], row[7])
+
+
+def list_requests(cp: ControlPlane, tenant_id: str | None = None) -> list[Request]:
+    """Requests, oldest first (optionally of one tenant)."""
+    ids = cp.query(
+        "SELECT request_id FROM dsar_requests WHERE (? IS NULL OR tenant_id = ?) ORDER BY received_at",
+        (tenant_id, tenant_id),
+    )
+    return [get(cp, r[0]) for r in ids]
+
+
+def confirm_identity(cp: ControlPlane, actor: audit.Actor, request_id: str, method: str) -> None:
+    """Record how the subject's identity was checked; required before anything is served."""
+    request = get(cp, request_id)
+    require_tenant_admin_or_operator(cp, actor, request.tenant_id, "dsar_identity")
+    if request.status != "received":
+        raise RequestStateError(f"request {request_id} is {request.status}; identity can only be confirmed once")
+    if not method.strip():
+        raise ConfigError("name the identity check (e.g. 'verified account email + last invoice amount')")
+    with cp.transaction():
+        cp.execute(
+            "UPDATE dsar_requests SET status = 'identity_confirmed', identity_method = ?, identity_confirmed_by = ?, "
+            "identity_confirmed_at = ? WHERE request_id = ?",
+            (method, actor.name, _now().isoformat(), request_id),
+        )
+        audit.append(cp, actor, "dsar_identity", tenant_id=request.tenant_id, target=request_id, reason=method)
+
+
+def find_subject_records(root: str | Path, region: str, tenant_id: str, subject_kind: str,
+                         pseudonyms: tuple[str, ...]) -> dict[str, set[str]]:
+    """Record ids per dataset whose identifier columns hold one of the subject's pseudonyms."""
+    found: dict[str, set[str]] = {}
+    wanted = pa.array(list(pseudonyms))
+    for dataset, columns in SUBJECT_COLUMNS[subject_kind].items():
+        for file in store.partition_files(root, dataset=dataset, region=region):
+            table = store.read(file)
+            mask = pc.equal(table["tenant_id"], tenant_id)
+            hit = None
+            for column in columns:
+                m = pc.fill_null(pc.is_in(table[column], wanted), False)
+                hit = m if hit is None else pc.or_(hit, m)
+            ids = table.filter(pc.and_(mask, hit))["record_id"].to_pylist()
+            if ids:
+                found.setdefault(dataset, set()).update(ids)
+    return found
+
+
+def _subject_rows(root: str | Path, region: str, tenant_id: str, records: dict[str, set[str]]) -> list[tuple]:
+    all_ids = set().union(*records.values()) if records else set()
+    out = []
+    for file in store.partition_files(root, region=region):
+        if file.dataset == "usage_daily":
+            continue
+        table = store.read(file)
+        mask = pc.and_(pc.equal(table["tenant_id"], tenant_id), pc.is_in(table["record_id"], pa.array(sorted(all_ids))))
+        for row in table.filter(pc.fill_null(mask, False)).to_pylist():
+            out.append((file, row))
+    return out
+
+
+def _readable(keys: SqliteKeyStore, tenant_id: str, file: store.PartitionFile, row: dict[str, Any]) -> dict[str, Any]:
+    """A row with its ciphertexts decrypted (for the subject's own access report)."""
+    out: dict[str, Any] = {"dataset": file.dataset, "day": file.dt}
+    for name, value in row.items():
+        if name.endswith("_ciphertext") and value is not None:
+            if file.dataset == "_deadletter":
+                continue  # dead letters are the operator's, encrypted under the region's key
+            field = name.removesuffix("_ciphertext")
+            aad_field = f"text:{row['seq']}" if file.dataset == "chat_messages" else field
+            key = keys.get(tenant_id, "content", row["key_version"])
+            out[field] = crypto.decrypt(key, value, crypto.field_aad(tenant_id, file.region, file.dataset,
+                                                                      row["record_id"], aad_field)).decode()
+        elif not name.endswith("_ciphertext") and not isinstance(value, bytes):
+            out[name] = value
+    return out
+
+
+def seal_bundle(payload: bytes, passphrase: str, context: bytes) -> bytes:
+    """AES-256-GCM under a key derived from the passphrase with scrypt."""
+    salt, nonce = os.urandom(16), os.urandom(12)
+    key = hashlib.scrypt(passphrase.encode(), salt=salt, n=2**15, r=8, p=1, maxmem=64 * 1024 * 1024, dklen=32)
+    return EXPORT_MAGIC + salt + nonce + AESGCM(key).encrypt(nonce, payload, context)
+
+
+def open_bundle(blob: bytes, passphrase: str, context: bytes) -> bytes:
+    """Decrypt an export bundle (raises on a wrong passphrase or a tampered file)."""
+    if blob[:4] != EXPORT_MAGIC:
+        raise ConfigError("not a ccpipe export bundle")
+    salt, nonce = blob[4:20], blob[20:32]
+    key = hashlib.scrypt(passphrase.encode(), salt=salt, n=2**15, r=8, p=1, maxmem=64 * 1024 * 1024, dklen=32)
+    return AESGCM(key).decrypt(nonce, blob[32:], context)
+
+
+def _rectify(keys: SqliteKeyStore, tenant: Any, file: store.PartitionFile, record_ids: set[str],
+             changes: dict[str, str]) -> int:
+    table = store.read(file)
+    rows = table.to_pylist()
+    pkey = keys.current(tenant.tenant_id, "pseudonym")
+    changed = 0
+    for row in rows:
+        if row["tenant_id"] != tenant.tenant_id or row["record_id"] not in record_ids:
+            continue
+        content_key = keys.get(tenant.tenant_id, "content", row["key_version"])
+        for field, value in changes.items():
+            kind = _PSEUDONYM_KIND[field]
+            row[f"{field}_pseudonym"] = pseudonym.pseudonymize(pkey, kind, pseudonym.normalize(kind, value,
+                                                                                            tenant.region))
+            row[f"{field}_ciphertext"] = crypto.encrypt(
+                content_key, value.encode(),
+                crypto.field_aad(tenant.tenant_id, file.region, file.dataset, row["record_id"], field),
+            )
+        changed += 1
+    if changed:
+        temp = file.path.with_name(f".tmp-{uuid.uuid4().hex}.parquet")
+        pq.write_table(pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMAS[file.dataset]), temp, compression="zstd")
+        os.replace(temp, file.path)
+    return changed
+
+
+def execute(
+    cp: ControlPlane, keys: SqliteKeyStore, root: str | Path, actor: audit.Actor, request_id: str,
+    out: str | None = None, passphrase: str | None = None, changes: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Serve a request whose identity is confirmed; returns what was done (counts, paths)."""
+    request = get(cp, request_id)
+    require_tenant_admin_or_operator(cp, actor, request.tenant_id, f"dsar_{request.kind}")
+    if request.status == "completed":
+        raise RequestStateError(f"request {request_id} was already completed; nothing was changed")
+    if request.status != "identity_confirmed":
+        raise RequestStateError(f"request {request_id} is {request.status}: confirm the subject's identity first")
+    tenant = tenants_repo.get(cp, request.tenant_id)
+    records = find_subject_records(root, tenant.region, tenant.tenant_id, request.subject_kind, request.pseudonyms)
+    result: dict[str, Any] = {"records": {d: len(ids) for d, ids in sorted(records.items())}}
+    needs_data = request.kind in ("access", "export", "deletion", "rectification")
+    if needs_data and not records:
+        raise tenants_repo.NotFoundError(f"request {request_id}: no data of this subject in tenant {tenant.tenant_id}")
+
+    if request.kind in ("access", "export"):
+        if not out:
+            raise ConfigError(f"{request.kind} needs an output file (--out)")
+        rows = [_readable(keys, tenant.tenant_id, f, r) for f, r in _subject_rows(root, tenant.region,
+                                                                                  tenant.tenant_id, records)]
+        report = json.dumps({"request_id": request_id, "tenant_id": tenant.tenant_id, "rows": rows},
+                            indent=2, sort_keys=True, default=str).encode()
+        if request.kind == "export":
+            if not passphrase or len(passphrase) < 12:
+                raise ConfigError("export needs a passphrase of at least 12 characters, handed over separately")
+            report = seal_bundle(report, passphrase, f"ccpipe-export/v1|{request_id}".encode())
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(report)
+        result.update(rows=len(rows), out=out)
+    elif request.kind == "deletion":
+        all_ids = pa.array(sorted(set().union(*records.values())))
+        removed = 0
+        for file in list(store.partition_files(root, region=tenant.region)):
+            if file.dataset == "usage_daily":
+                continue
+            removed += store.rewrite_without(file, lambda t: pc.fill_null(pc.and_(
+                pc.equal(t["tenant_id"], tenant.tenant_id), pc.is_in(t["record_id"], all_ids)), False))
+        result["rows_removed"] = removed
+    elif request.kind == "rectification":
+        if not changes or set(changes) - set(RECTIFIABLE):
+            raise ConfigError(f"rectification needs changes of fields {RECTIFIABLE}")
+        ids = records.get("registrations", set())
+        if not ids:
+            raise tenants_repo.NotFoundError(f"request {request_id}: the subject has no registration to rectify")
+        result["rows_rectified"] = sum(
+            _rectify(keys, tenant, f, ids, changes)
+            for f in list(store.partition_files(root, dataset="registrations", region=tenant.region))
+        )
+        result["fields"] = sorted(changes)
+    else:  # restriction, objection: stop processing the subject's new records
+        now = _now().isoformat()
+        with cp.transaction():
+            for p in request.pseudonyms:
+                cp.execute("INSERT INTO restrictions (tenant_id, pseudonym, request_id, kind, created_at) "
+                           "VALUES (?, ?, ?, ?, ?)", (tenant.tenant_id, p, request_id, request.kind, now))
+        result["pseudonyms_restricted"] = len(request.pseudonyms)
+    with cp.transaction():
+        cp.execute("UPDATE dsar_requests SET status = 'completed', completed_at = ?, result = ? WHERE request_id = ?",
+                   (_now().isoformat(), json.dumps(result, sort_keys=True), request_id))
+        audit.append(cp, actor, f"dsar_{request.kind}", tenant_id=tenant.tenant_id, target=request_id,
+                     details={k: v for k, v in result.items() if k != "out"})
+    return result
+
+
+def restricted_pseudonyms(cp: ControlPlane) -> frozenset[tuple[str, str]]:
+    """(tenant, pseudonym) pairs whose new records the pipelines must not process."""
+    return frozenset((r[0], r[1]) for r in cp.query("SELECT tenant_id, pseudonym FROM restrictions"))

@@ -1,0 +1,84 @@
+"""Versioned schema migrations of the control plane, for SQLite and PostgreSQL.
+
+Each migration is a version number and its statements; ``schema_migrations`` records what ran.
+Append new migrations at the end; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+from ccpipe.controlplane.db import ControlPlane
+
+_COMMON_V1 = [
+    """CREATE TABLE tenants (
+        tenant_id TEXT PRIMARY KEY, name TEXT NOT NULL, region TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('active', 'terminated')), terminated_at TEXT,
+        subprocessors TEXT NOT NULL DEFAULT '{}', updated_at TEXT NOT NULL)""",
+    """CREATE TABLE grants (
+        grant_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(tenant_id),
+        grantee TEXT NOT NULL, granted_by TEXT NOT NULL, scope TEXT NOT NULL, reason TEXT NOT NULL,
+        created_at TEXT NOT NULL, expires_at TEXT NOT NULL, revoked_at TEXT)""",
+    """CREATE TABLE key_events (
+        tenant_id TEXT NOT NULL, purpose TEXT NOT NULL, version INTEGER NOT NULL, event TEXT NOT NULL,
+        at TEXT NOT NULL, actor TEXT NOT NULL, PRIMARY KEY (tenant_id, purpose, version, event))""",
+    """CREATE TABLE dsar_requests (
+        request_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(tenant_id),
+        kind TEXT NOT NULL CHECK (kind IN ('access', 'export', 'rectification', 'restriction', 'deletion',
+                                            'objection')),
+        subject_kind TEXT NOT NULL, subject_ciphertext BLOB NOT NULL, subject_pseudonyms TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('received', 'identity_confirmed', 'completed', 'rejected')),
+        received_at TEXT NOT NULL, due_at TEXT NOT NULL, identity_method TEXT, identity_confirmed_by TEXT,
+        identity_confirmed_at TEXT, completed_at TEXT, result TEXT, requested_by TEXT NOT NULL)""",
+    """CREATE TABLE restrictions (
+        tenant_id TEXT NOT NULL, pseudonym TEXT NOT NULL, request_id TEXT NOT NULL, kind TEXT NOT NULL,
+        created_at TEXT NOT NULL, PRIMARY KEY (tenant_id, pseudonym, request_id))""",
+    """CREATE TABLE audit_log (
+        seq INTEGER PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL, role TEXT NOT NULL,
+        action TEXT NOT NULL, tenant_id TEXT, target TEXT, reason TEXT, outcome TEXT NOT NULL,
+        details TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL UNIQUE)""",
+]
+_SQLITE_V1 = list(_COMMON_V1) + [
+    "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit_log "
+    "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
+    "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit_log "
+    "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
+]
+_POSTGRES_V1 = [s.replace("BLOB", "BYTEA") for s in _COMMON_V1] + [
+    """CREATE FUNCTION audit_append_only() RETURNS trigger AS $$
+       BEGIN RAISE EXCEPTION 'audit_log is append-only'; END $$ LANGUAGE plpgsql""",
+    """CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit_log
+       FOR EACH ROW EXECUTE FUNCTION audit_append_only()""",
+]
+
+MIGRATIONS: list[tuple[int, str, dict[str, list[str]]]] = [
+    (1, "tenants, grants, key events, data-subject requests, restrictions, audit log",
+     {"sqlite": _SQLITE_V1, "postgresql": _POSTGRES_V1}),
+]
+
+
+def current_version(cp: ControlPlane) -> int:
+    """The newest applied migration (0 for an empty database)."""
+    row = cp.one("SELECT MAX(version) FROM schema_migrations")
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def migrate(cp: ControlPlane) -> list[int]:
+    """Apply every pending migration, each in its own transaction; return the versions applied."""
+    cp.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL, "
+        "applied_at TEXT NOT NULL)"
+    )
+    applied = []
+    for version, description, statements in MIGRATIONS:
+        if version <= current_version(cp):
+            continue
+        with cp.transaction():
+            for sql in statements[cp.dialect]:
+                cp.execute(sql)
+            cp.execute(
+                "INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                (version, description, _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")),
+            )
+        applied.append(version)
+    return applied

@@ -1,0 +1,107 @@
+"""Retention (SPEC §5): remove what has expired, per data category, as of a date.
+
+| data | after termination | always |
+|---|---|---|
+| registrations, customer content (chat messages, dead letters) | removed 28 days after | |
+| customer content inside call records | crypto-shredded 28 days after (content key destroyed) | |
+| call information (calls, telemetry) | removed 60 days after | |
+| other host and usage information (telemetry) | | removed after 1 year |
+| usage analytics (``usage_daily``, pseudonymous) | kept | kept |
+
+A partition is deleted whole when everything in it has expired; otherwise its files are rewritten
+without the expired rows. ``--dry-run`` prints the plan and changes nothing. Every run is audited.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ccpipe import store
+from ccpipe.controlplane import audit, tenants_repo
+from ccpipe.controlplane.db import ControlPlane
+from ccpipe.keystore import SqliteKeyStore
+from ccpipe.schemas import parse_rfc3339
+
+CONTENT_DAYS = 28
+CALL_INFO_DAYS = 60
+HOST_USAGE_DAYS = 365
+CONTENT_DATASETS = ("registrations", "chat_messages", "_deadletter")
+CALL_INFO_DATASETS = ("calls", "telemetry")
+HOST_USAGE_DATASETS = ("telemetry", "_deadletter")
+
+
+@dataclass(frozen=True)
+class Action:
+    """One change retention makes (or would make)."""
+
+    kind: str  # delete_partition | rewrite | shred_content_key
+    target: str
+    rows: int
+    rule: str
+
+
+def _expired_tenants(cp: ControlPlane, as_of: _dt.datetime, days: int) -> set[str]:
+    out = set()
+    for t in tenants_repo.load(cp).values():
+        if t.status == "terminated" and t.terminated_at:
+            if parse_rfc3339(t.terminated_at) + _dt.timedelta(days=days) <= as_of:
+                out.add(t.tenant_id)
+    return out
+
+
+def plan_and_apply(
+    cp: ControlPlane, keys: SqliteKeyStore, root: str | Path, actor: audit.Actor, as_of: _dt.datetime,
+    dry_run: bool,
+) -> list[Action]:
+    """Compute, and unless ``dry_run`` apply, the retention actions as of ``as_of``."""
+    content = _expired_tenants(cp, as_of, CONTENT_DAYS)
+    call_info = _expired_tenants(cp, as_of, CALL_INFO_DAYS)
+    host_cutoff = (as_of - _dt.timedelta(days=HOST_USAGE_DAYS)).date().isoformat()
+    actions: list[Action] = []
+    for file in list(store.partition_files(root)):
+        expired_tenants: set[str] = set()
+        rule = ""
+        if file.dataset in CONTENT_DATASETS:
+            expired_tenants |= content
+            rule = f"customer content/registration of a tenant terminated {CONTENT_DAYS}+ days ago"
+        if file.dataset in CALL_INFO_DATASETS:
+            expired_tenants |= call_info
+            rule = f"call information of a tenant terminated {CALL_INFO_DAYS}+ days ago"
+        whole_partition_old = file.dataset in HOST_USAGE_DATASETS and file.dt != "unknown" and file.dt < host_cutoff
+        table = store.read(file)
+        if whole_partition_old:
+            mask = pa.array([True] * table.num_rows)
+            rule = f"host and usage information older than {HOST_USAGE_DAYS} days"
+        elif expired_tenants:
+            mask = pc.fill_null(pc.is_in(table["tenant_id"], pa.array(sorted(expired_tenants))), False)
+        else:
+            continue
+        n = int(pc.sum(mask).as_py() or 0)
+        if n == 0:
+            continue
+        kind = "delete_partition" if n == table.num_rows else "rewrite"
+        actions.append(Action(kind, str(file.path), n, rule))
+        if not dry_run:
+            if kind == "delete_partition":
+                store.delete_file(file.path)
+            else:
+                store.rewrite_without(file, lambda _t, m=mask: m)
+    for tenant_id in sorted(content):
+        live = [v for v, s in keys.states(tenant_id, "content").items() if s != "destroyed"]
+        if live:
+            actions.append(Action("shred_content_key", tenant_id, 0,
+                                  f"customer content in call records, {CONTENT_DAYS}+ days after termination"))
+            if not dry_run:
+                keys.destroy(tenant_id, "content")
+    audit.append(
+        cp, actor, "retention_run", outcome="dry_run" if dry_run else "ok",
+        details={"as_of": as_of.isoformat(), "actions": len(actions),
+                 "rows": sum(a.rows for a in actions), "shredded": [a.target for a in actions
+                                                                   if a.kind == "shred_content_key"]},
+    )
+    return actions

@@ -1,0 +1,449 @@
+"""Governance on real pipeline output: keys, retention, data-subject requests, access, audit.
+
+Each test works on its own copy of the batch run's output and keystore, against a fresh control
+plane: SQLite and a real PostgreSQL server.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import shutil
+import sqlite3
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from ccpipe.controlplane import access, audit, dsar, keys, retention, tenants_repo
+from ccpipe.controlplane.db import ControlPlane, ControlPlaneError, open_control_plane
+from ccpipe.controlplane.migrations import current_version
+from ccpipe.errors import ConfigError, KeyUnavailableError
+from ccpipe.keystore import KeystoreConfig, SqliteKeyStore
+from ccpipe.tenants import load_tenants
+
+OPS = audit.Actor("ops-anna", "operator")
+
+
+@pytest.fixture
+def env(batch_run, corpus, tmp_path, control_plane_url):
+    """(control plane, keystore, output root, tenants) on private copies of the batch run."""
+    config, _ = batch_run
+    out = tmp_path / "out"
+    shutil.copytree(config.sinks.default_root, out)
+    home = tmp_path / "home"
+    shutil.copytree(Path(config.keystore.path).parent, home)
+    store = SqliteKeyStore(KeystoreConfig(str(home / "keystore.db"), str(home / "master.key")))
+    cp = open_control_plane(control_plane_url)
+    tenants = load_tenants(corpus / "tenants.yaml")
+    tenants_repo.import_tenants(cp, tenants.values(), OPS)
+    yield cp, store, out, tenants
+    cp.close()
+
+
+def all_rows(root: Path) -> list[tuple[str, dict]]:
+    out = []
+    for path in sorted(root.glob("region=*/dataset=*/dt=*/*.parquet")):
+        dataset = path.parent.parent.name.split("=", 1)[1]
+        out.extend((dataset, r) for r in pq.read_table(path).to_pylist())
+    return out
+
+
+def row_key(dataset: str, row: dict) -> tuple:
+    return (
+        dataset,
+        row.get("tenant_id"),
+        row.get("record_id") or row.get("deadletter_id") or row.get("day"),
+        row.get("seq"),
+        row.get("batch_digest"),
+    )
+
+
+def admin_of(tenant_id: str) -> audit.Actor:
+    return audit.Actor(f"admin@{tenant_id}", "customer_admin", tenant_id)
+
+
+def a_call(root: Path, tenant_id: str | None = None) -> dict:
+    return next(r for d, r in all_rows(root) if d == "calls" and (tenant_id is None or r["tenant_id"] == tenant_id))
+
+
+def inputs(corpus: Path) -> dict[str, dict]:
+    return {
+        json.loads(line)["record_id"]: json.loads(line)
+        for line in (corpus / "input" / "calls.jsonl").read_text().splitlines()
+    }
+
+
+def test_migrations_are_versioned(control_plane_url):
+    cp = open_control_plane(control_plane_url)
+    assert current_version(cp) == 1
+    assert cp.query("SELECT version, description FROM schema_migrations")[0][0] == 1
+    from ccpipe.controlplane.migrations import migrate
+
+    assert migrate(cp) == []
+
+
+def test_audit_log_is_append_only_and_tamper_evident(control_plane_url):
+    cp = open_control_plane(control_plane_url)
+    for i in range(5):
+        audit.append(cp, OPS, "test", tenant_id="t", reason=f"entry {i}")
+    assert audit.verify(cp) == []
+    with pytest.raises(ControlPlaneError, match="append-only"):
+        cp.execute("UPDATE audit_log SET reason = 'changed' WHERE seq = 2")
+    with pytest.raises(ControlPlaneError, match="append-only"):
+        cp.execute("DELETE FROM audit_log WHERE seq = 2")
+    # Someone with database rights bypasses the triggers: the chain still tells.
+    if cp.dialect == "sqlite":
+        cp.execute("DROP TRIGGER audit_no_update")
+        cp.execute("DROP TRIGGER audit_no_delete")
+    else:
+        cp.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_no_change")
+    cp.execute("UPDATE audit_log SET reason = 'changed' WHERE seq = 2")
+    assert audit.verify(cp) == ["entry 2: content does not match its hash (edited)"]
+    cp.execute("UPDATE audit_log SET reason = 'entry 1' WHERE seq = 2")
+    assert audit.verify(cp) == []
+    cp.execute("DELETE FROM audit_log WHERE seq = 3")
+    assert audit.verify(cp) == [
+        "entry 3 is missing (next is 4)",
+        "entry 4: does not follow entry 3 (removed or reordered)",
+    ]
+
+
+def test_audit_reorder_is_detected(tmp_path):
+    cp = open_control_plane(f"sqlite:///{tmp_path / 'c.db'}")
+    for i in range(3):
+        audit.append(cp, OPS, f"a{i}")
+    cp.execute("DROP TRIGGER audit_no_update")
+    cp.execute("UPDATE audit_log SET seq = 99 WHERE seq = 1")
+    cp.execute("UPDATE audit_log SET seq = 1 WHERE seq = 2")
+    cp.execute("UPDATE audit_log SET seq = 2 WHERE seq = 99")
+    problems = audit.verify(cp)
+    assert "entry 1: does not follow entry 0 (removed or reordered)" in problems
+
+
+def test_rotated_key_still_decrypts_old_data(env, corpus):
+    cp, store, out, _ = env
+    row = a_call(out)
+    tenant = row["tenant_id"]
+    assert keys.rotate(cp, store, tenant, OPS) == {"content": 2, "pseudonym": 2}
+    assert row["key_version"] == 1
+    text = access.decrypt_field(
+        cp, store, out, admin_of(tenant), tenant, "calls", row["record_id"], "transcript", "customer asked for a copy"
+    )
+    assert text == inputs(corpus)[row["record_id"]]["transcript"]
+    assert store.current(tenant, "content").version == 2
+    assert cp.query(
+        "SELECT purpose, version, event FROM key_events WHERE tenant_id = ? ORDER BY purpose", (tenant,)
+    ) == [("content", 2, "rotated"), ("pseudonym", 2, "rotated")]
+
+
+def test_new_writes_use_the_rotated_key(env, corpus, tmp_path):
+    from conftest import make_config
+
+    from pipelines.batch import pipeline_options, run
+
+    cp, store, out, tenants = env
+    tenant = a_call(out)["tenant_id"]
+    keys.rotate(cp, store, tenant, OPS)
+    config = make_config(corpus, tmp_path / "out2", Path(store._config.path).parent, "rotated")
+    run(config, pipeline_options("FnApiRunner", 1))
+    versions = {(r["tenant_id"] == tenant, r["key_version"]) for d, r in all_rows(tmp_path / "out2") if d == "calls"}
+    assert (True, 2) in versions and (True, 1) not in versions and (False, 1) in versions
+
+
+def test_shredded_tenant_no_longer_decrypts_others_do(env):
+    cp, store, out, tenants = env
+    victim = a_call(out)
+    other = next(r for d, r in all_rows(out) if d == "calls" and r["tenant_id"] != victim["tenant_id"])
+    with pytest.raises(ConfigError, match="irreversible"):
+        keys.shred(cp, store, victim["tenant_id"], OPS, confirm="wrong")
+    destroyed = keys.shred(cp, store, victim["tenant_id"], OPS, confirm=victim["tenant_id"], reason="contract end")
+    assert destroyed == {"content": [1], "pseudonym": [1]}
+    with pytest.raises(KeyUnavailableError):
+        access.decrypt_field(
+            cp,
+            store,
+            out,
+            admin_of(victim["tenant_id"]),
+            victim["tenant_id"],
+            "calls",
+            victim["record_id"],
+            "transcript",
+            "check",
+        )
+    assert access.decrypt_field(
+        cp,
+        store,
+        out,
+        admin_of(other["tenant_id"]),
+        other["tenant_id"],
+        "calls",
+        other["record_id"],
+        "transcript",
+        "check",
+    )
+    with pytest.raises(keys.ShreddedError):
+        keys.rotate(cp, store, victim["tenant_id"], OPS)
+    assert [e["action"] for e in audit.entries(cp)][-2:] == ["keys_shred", "decrypt"]
+
+
+def test_retention_removes_exactly_the_expired(env):
+    cp, store, out, tenants = env
+    gone = next(t for t in tenants.values() if t.status == "terminated")
+    terminated = _dt.datetime.fromisoformat(gone.terminated_at.replace("Z", "+00:00"))
+    before = Counter(row_key(d, r) for d, r in all_rows(out))
+
+    def expected(after_days: int) -> Counter:
+        """What must remain: everything but the terminated tenant's expired categories."""
+        keep = Counter()
+        for d, r in all_rows(out):
+            content = d in ("registrations", "chat_messages", "_deadletter") and after_days >= 28
+            call_info = d in ("calls", "telemetry") and after_days >= 60
+            if r.get("tenant_id") == gone.tenant_id and (content or call_info):
+                continue
+            keep[row_key(d, r)] += 1
+        return keep
+
+    call_info_before = {d for d, r in all_rows(out) if r.get("tenant_id") == gone.tenant_id} & {"calls", "telemetry"}
+    assert call_info_before, "the corpus must give the terminated tenant some call information"
+
+    dry = retention.plan_and_apply(cp, store, out, OPS, terminated + _dt.timedelta(days=30), dry_run=True)
+    assert dry and Counter(row_key(d, r) for d, r in all_rows(out)) == before
+    want = expected(30)
+    retention.plan_and_apply(cp, store, out, OPS, terminated + _dt.timedelta(days=30), dry_run=False)
+    assert Counter(row_key(d, r) for d, r in all_rows(out)) == want
+    assert store.states(gone.tenant_id, "content") == {1: "destroyed"}
+    assert {d for d, r in all_rows(out) if r.get("tenant_id") == gone.tenant_id} & {"calls", "telemetry"} == (
+        call_info_before
+    )
+    want = expected(61)
+    retention.plan_and_apply(cp, store, out, OPS, terminated + _dt.timedelta(days=61), dry_run=False)
+    assert Counter(row_key(d, r) for d, r in all_rows(out)) == want
+    assert not any(r.get("tenant_id") == gone.tenant_id for d, r in all_rows(out) if d != "usage_daily")
+    assert any(r["tenant_id"] == gone.tenant_id for d, r in all_rows(out) if d == "usage_daily")
+    # One year on: telemetry and dead-letter partitions of October 2026 are host/usage data past a year.
+    retention.plan_and_apply(cp, store, out, OPS, _dt.datetime(2027, 11, 1, tzinfo=_dt.UTC), dry_run=False)
+    left = Counter(d for d, _ in all_rows(out))
+    assert left["telemetry"] == 0 and left["calls"] > 0 and left["chat_messages"] > 0 and left["usage_daily"] > 0
+    assert list(out.glob("region=*/dataset=telemetry/dt=2026-10-*")) == []
+    assert [e["action"] for e in audit.entries(cp)].count("retention_run") == 4
+
+
+def _subject(out: Path, corpus: Path) -> tuple[str, str, str]:
+    row = a_call(out)
+    original = inputs(corpus)[row["record_id"]]
+    return row["tenant_id"], "phone", original["calling_number"]
+
+
+def test_deletion_leaves_no_trace_and_keeps_others(env, corpus):
+    cp, store, out, tenants = env
+    tenant, kind, value = _subject(out, corpus)
+    region = tenants[tenant].region
+    pseudonyms = dsar.subject_pseudonyms(store, tenant, region, kind, value)
+    subject_records = dsar.find_subject_records(out, region, tenant, kind, tuple(pseudonyms))
+    assert subject_records["calls"]
+    ids = set().union(*subject_records.values())
+    before = Counter(row_key(d, r) for d, r in all_rows(out))
+    admin = admin_of(tenant)
+    request_id = dsar.open_request(cp, store, admin, tenant, "deletion", kind, value)
+    with pytest.raises(dsar.RequestStateError, match="confirm the subject's identity"):
+        dsar.execute(cp, store, out, admin, request_id)
+    dsar.confirm_identity(cp, admin, request_id, "caller verified last invoice amount and account PIN")
+    result = dsar.execute(cp, store, out, admin, request_id)
+    after = Counter(row_key(d, r) for d, r in all_rows(out))
+    removed = before - after
+    assert result["rows_removed"] == sum(removed.values()) > 0
+    assert {k[2] for k in removed} == ids and after + removed == before
+    haystack = json.dumps([r for _, r in all_rows(out)], default=lambda b: b.hex()).lower()
+    assert all(p.lower() not in haystack for p in pseudonyms)
+    assert value.lower() not in haystack
+    with pytest.raises(dsar.RequestStateError, match="already completed"):
+        dsar.execute(cp, store, out, admin, request_id)
+    assert Counter(row_key(d, r) for d, r in all_rows(out)) == after
+    assert dsar.get(cp, request_id).status == "completed"
+    assert (
+        dsar.get(cp, request_id).due_at[:10]
+        == (_dt.datetime.fromisoformat(dsar.get(cp, request_id).received_at) + _dt.timedelta(days=30))
+        .date()
+        .isoformat()
+    )
+    stored = cp.one("SELECT subject_ciphertext FROM dsar_requests WHERE request_id = ?", (request_id,))[0]
+    assert value.encode() not in bytes(stored)
+
+
+def test_access_and_encrypted_export(env, corpus, tmp_path):
+    cp, store, out, _ = env
+    tenant, kind, value = _subject(out, corpus)
+    admin = admin_of(tenant)
+    request_id = dsar.open_request(cp, store, admin, tenant, "export", kind, value)
+    dsar.confirm_identity(cp, admin, request_id, "verified by signed letter")
+    bundle = tmp_path / "export.bin"
+    with pytest.raises(ConfigError, match="passphrase"):
+        dsar.execute(cp, store, out, admin, request_id, out=str(bundle), passphrase="short")
+    dsar.execute(cp, store, out, admin, request_id, out=str(bundle), passphrase="correct horse battery staple")
+    blob = bundle.read_bytes()
+    assert value.encode() not in blob
+    context = f"ccpipe-export/v1|{request_id}".encode()
+    report = json.loads(dsar.open_bundle(blob, "correct horse battery staple", context))
+    assert any(r.get("calling_number") == value for r in report["rows"])
+    with pytest.raises(Exception):  # noqa: B017 - cryptography raises InvalidTag
+        dsar.open_bundle(blob, "wrong passphrase!!", context)
+    access_id = dsar.open_request(cp, store, admin, tenant, "access", kind, value)
+    dsar.confirm_identity(cp, admin, access_id, "verified by signed letter")
+    readable = tmp_path / "access.json"
+    result = dsar.execute(cp, store, out, admin, access_id, out=str(readable))
+    assert result["rows"] == len(json.loads(readable.read_text())["rows"]) > 0
+    assert oct(readable.stat().st_mode)[-3:] == "600"
+
+
+def test_rectification(env, corpus):
+    cp, store, out, tenants = env
+    reg = next(r for d, r in all_rows(out) if d == "registrations")
+    tenant = reg["tenant_id"]
+    original = {
+        json.loads(line)["record_id"]: json.loads(line)
+        for line in (corpus / "input" / "registrations.jsonl").read_text().splitlines()
+    }[reg["record_id"]]
+    admin = admin_of(tenant)
+    request_id = dsar.open_request(cp, store, admin, tenant, "rectification", "email", original["email"])
+    dsar.confirm_identity(cp, admin, request_id, "verified via account login")
+    result = dsar.execute(cp, store, out, admin, request_id, changes={"email": "New.Address@Example.org"})
+    assert result["rows_rectified"] == 1
+    assert (
+        access.decrypt_field(
+            cp, store, out, admin, tenant, "registrations", reg["record_id"], "email", "verify rectification"
+        )
+        == "New.Address@Example.org"
+    )
+    new_pseudonyms = dsar.subject_pseudonyms(store, tenant, tenants[tenant].region, "email", "new.address@example.org")
+    assert dsar.find_subject_records(out, tenants[tenant].region, tenant, "email", tuple(new_pseudonyms)) == {
+        "registrations": {reg["record_id"]}
+    }
+
+
+def test_restriction_dead_letters_the_subjects_new_records(env, corpus, tmp_path):
+    from conftest import make_config
+
+    from pipelines.batch import pipeline_options, run
+
+    cp, store, out, tenants = env
+    row = a_call(out)
+    tenant = row["tenant_id"]
+    agent = inputs(corpus)[row["record_id"]]["agent_id"]
+    admin = admin_of(tenant)
+    request_id = dsar.open_request(cp, store, admin, tenant, "restriction", "agent_id", agent)
+    dsar.confirm_identity(cp, admin, request_id, "agent confirmed by HR ticket")
+    dsar.execute(cp, store, out, admin, request_id)
+    config = make_config(corpus, tmp_path / "out2", Path(store._config.path).parent, "restricted")
+    from dataclasses import replace
+
+    manifest = run(replace(config, restricted=dsar.restricted_pseudonyms(cp)), pipeline_options("FnApiRunner", 1))
+    assert manifest["reconciled"]
+    restricted = [r for d, r in all_rows(tmp_path / "out2") if d == "_deadletter" and r["reason"] == "restricted"]
+    expected = {rid for rid, rec in inputs(corpus).items() if rec["tenant_id"] == tenant and rec["agent_id"] == agent}
+    assert {r["record_id"] for r in restricted} >= expected and expected
+    assert not {r["record_id"] for d, r in all_rows(tmp_path / "out2") if d == "calls"} & expected
+
+
+def test_operator_needs_a_grant_and_refusals_are_audited(env):
+    cp, store, out, _ = env
+    row = a_call(out)
+    tenant = row["tenant_id"]
+    with pytest.raises(access.AccessDeniedError, match="no active grant"):
+        access.decrypt_field(cp, store, out, OPS, tenant, "calls", row["record_id"], "transcript", "debugging")
+    last = audit.entries(cp)[-1]
+    assert (last["actor"], last["action"], last["outcome"], last["tenant_id"]) == (
+        "ops-anna",
+        "decrypt",
+        "refused",
+        tenant,
+    )
+    with pytest.raises(access.AccessDeniedError):
+        access.add_grant(cp, OPS, tenant, "ops-anna", 3, "self-grant")
+    other_admin = audit.Actor("admin@else", "customer_admin", "tnt-someone-else")
+    with pytest.raises(access.AccessDeniedError):
+        access.decrypt_field(cp, store, out, other_admin, tenant, "calls", row["record_id"], "transcript", "peek")
+    access.add_grant(cp, admin_of(tenant), tenant, "ops-anna", 3, "ticket 4411: transcript garbled")
+    assert access.decrypt_field(cp, store, out, OPS, tenant, "calls", row["record_id"], "transcript", "ticket 4411")
+    assert audit.verify(cp) == []
+    assert [e["outcome"] for e in audit.entries(cp) if e["action"] == "decrypt"] == ["refused", "refused", "ok"]
+
+
+def test_errors_are_clear_and_change_nothing(env, corpus):
+    cp, store, out, tenants = env
+    entries_before = len(audit.entries(cp))
+    with pytest.raises(tenants_repo.NotFoundError, match="unknown tenant 'tnt-nope'"):
+        keys.rotate(cp, store, "tnt-nope", OPS)
+    with pytest.raises(tenants_repo.NotFoundError, match="unknown tenant"):
+        dsar.open_request(cp, store, OPS, "tnt-nope", "deletion", "email", "x@example.com")
+    tenant = a_call(out)["tenant_id"]
+    request_id = dsar.open_request(cp, store, admin_of(tenant), tenant, "deletion", "email", "nobody@example.com")
+    dsar.confirm_identity(cp, admin_of(tenant), request_id, "email round-trip")
+    before = Counter(row_key(d, r) for d, r in all_rows(out))
+    with pytest.raises(tenants_repo.NotFoundError, match="no data of this subject"):
+        dsar.execute(cp, store, out, admin_of(tenant), request_id)
+    assert Counter(row_key(d, r) for d, r in all_rows(out)) == before
+    assert dsar.get(cp, request_id).status == "identity_confirmed"
+    assert len(audit.entries(cp)) == entries_before + 2  # open + identity, nothing for the failures
+
+
+def test_unreachable_database_is_a_clear_error(tmp_path):
+    with pytest.raises(ControlPlaneError, match=r"cannot connect to the control plane at postgresql://ccpipe:\*\*\*@"):
+        ControlPlane("postgresql://ccpipe:secret@127.0.0.1:1/control")
+    with pytest.raises(ControlPlaneError, match="does not exist"):
+        ControlPlane(f"sqlite:///{tmp_path / 'missing' / 'control.db'}")
+
+
+def test_cli_audit_verify_and_retention_dry_run(batch_run, corpus, tmp_path):
+    import subprocess
+    import sys
+
+    cp, store, out, _ = next(env.__wrapped__(batch_run, corpus, tmp_path, f"sqlite:///{tmp_path / 'control.db'}"))
+    args = [
+        "--control-plane",
+        cp.url,
+        "--keystore",
+        store._config.path,
+        "--master-key-file",
+        store._config.master_key_file,
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "ccpipe.cli", "audit", "verify", "--control-plane", cp.url],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0 and "chain verified" in done.stdout
+    dry = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ccpipe.cli",
+            "retention",
+            "run",
+            "--output",
+            str(out),
+            "--as-of",
+            "2027-12-01",
+            "--dry-run",
+            "--actor",
+            "ops",
+            "--role",
+            "operator",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert "dry run: nothing changed" in dry.stdout
+    db = sqlite3.connect(cp.url.removeprefix("sqlite:///"))
+    db.execute("DROP TRIGGER audit_no_update")
+    db.execute("UPDATE audit_log SET actor = 'mallory' WHERE seq = 1")
+    db.commit()
+    done = subprocess.run(
+        [sys.executable, "-m", "ccpipe.cli", "audit", "verify", "--control-plane", cp.url],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1 and "TAMPERED" in done.stderr
