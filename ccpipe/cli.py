@@ -22,6 +22,8 @@ commands:
   retention  apply the retention rules (run [--dry-run] [--as-of DATE])
   dsar       data-subject requests (open, confirm-identity, run, list)
   audit      verify or list the hash-chained audit log
+  transparency  government request ledger and semiannual report (add, authority, decide, disclose,
+             notify, close, list, report, fixtures)
 
 Run 'ccpipe COMMAND --help' for a command's flags.
 """

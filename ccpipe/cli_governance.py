@@ -256,7 +256,15 @@ def audit_main(argv: list[str]) -> int:
     return 0
 
 
+def transparency_main(argv: list[str]) -> int:
+    """``ccpipe transparency ...``."""
+    from ccpipe.transparency.cli import main
+
+    return main(argv)
+
+
 COMMANDS = {
+    "transparency": transparency_main,
     "tenants": tenants_main,
     "keys": keys_main,
     "grants": grants_main,

@@ -51,9 +51,26 @@ _POSTGRES_V1 = [s.replace("BLOB", "BYTEA") for s in _COMMON_V1] + [
        FOR EACH ROW EXECUTE FUNCTION audit_append_only()""",
 ]
 
+_V2 = [
+    """CREATE TABLE gov_requests (
+        request_id TEXT PRIMARY KEY, agency TEXT NOT NULL, country TEXT NOT NULL,
+        request_type TEXT NOT NULL CHECK (request_type IN ('search_warrant', 'court_order', 'subpoena', 'emergency',
+                                                           'national_security', 'other')),
+        tenant_ids TEXT NOT NULL, categories TEXT NOT NULL, scope_requested TEXT NOT NULL,
+        received_at TEXT NOT NULL, received_utc TEXT NOT NULL,
+        authority_valid INTEGER, authority_checked_by TEXT, authority_checked_at TEXT, authority_notes TEXT,
+        emergency INTEGER NOT NULL DEFAULT 0, emergency_justification TEXT,
+        decision TEXT CHECK (decision IN ('rejected', 'narrowed', 'disclosed', 'redirected_to_customer')),
+        decided_by TEXT, decided_at TEXT, scope_disclosed TEXT, disclosure_request_ids TEXT NOT NULL DEFAULT '[]',
+        notified_at TEXT, notification_prohibited INTEGER NOT NULL DEFAULT 0, prohibition_basis TEXT,
+        prohibition_challenged INTEGER NOT NULL DEFAULT 0,
+        status TEXT NOT NULL CHECK (status IN ('open', 'closed')), closed_at TEXT)""",
+]
+
 MIGRATIONS: list[tuple[int, str, dict[str, list[str]]]] = [
     (1, "tenants, grants, key events, data-subject requests, restrictions, audit log",
      {"sqlite": _SQLITE_V1, "postgresql": _POSTGRES_V1}),
+    (2, "government data-request ledger", {"sqlite": _V2, "postgresql": _V2}),
 ]
 
 

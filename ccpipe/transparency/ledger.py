@@ -1,0 +1,367 @@
+"""The ledger of government requests for customer data, and the rules the provider follows.
+
+Rules enforced here (each refusal raises LedgerRuleError before anything is written):
+
+* no disclosure (``disclosed`` or ``narrowed``) without a recorded, valid legal authority, unless it
+  is an emergency exception with a written justification;
+* in the United States, customer content is disclosed only under a search warrant or a court order;
+* a narrowed disclosure states the narrower scope it disclosed;
+* a disclosure goes through the data-subject export path (a completed, encrypted, audited export
+  request of one of the request's tenants), never as raw files;
+* a request is closed only once the customer was notified or a legal prohibition was recorded (and
+  whether it was challenged); an emergency disclosure must be followed by a notification, and one
+  later than ``PROMPT_DAYS`` days is flagged in the report.
+
+Every change is audited. Times are stored as given (with their offset) and in UTC; periods are
+counted in UTC.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from ccpipe.controlplane import audit, tenants_repo
+from ccpipe.controlplane.db import ControlPlane
+from ccpipe.errors import CcpipeError, ConfigError
+from ccpipe.schemas import parse_rfc3339
+
+REQUEST_TYPES = ("search_warrant", "court_order", "subpoena", "emergency", "national_security", "other")
+DECISIONS = ("rejected", "narrowed", "disclosed", "redirected_to_customer")
+CATEGORIES = ("admin_registration", "user_registration", "telemetry", "customer_content")
+DISCLOSING = ("disclosed", "narrowed")
+PROMPT_DAYS = 7
+US_CONTENT_INSTRUMENTS = ("search_warrant", "court_order")
+
+
+class LedgerRuleError(CcpipeError):
+    """A step would break one of the ledger's rules; nothing was recorded."""
+
+
+@dataclass(frozen=True)
+class GovRequest:
+    """One ledger entry."""
+
+    request_id: str
+    agency: str
+    country: str
+    request_type: str
+    tenant_ids: tuple[str, ...]
+    categories: tuple[str, ...]
+    scope_requested: str
+    received_at: str
+    received_utc: str
+    authority_valid: bool | None
+    emergency: bool
+    emergency_justification: str | None
+    decision: str | None
+    decided_at: str | None
+    scope_disclosed: str | None
+    disclosure_request_ids: tuple[str, ...]
+    notified_at: str | None
+    notification_prohibited: bool
+    prohibition_basis: str | None
+    prohibition_challenged: bool
+    status: str
+
+
+_COLUMNS = (
+    "request_id, agency, country, request_type, tenant_ids, categories, scope_requested, received_at, received_utc, "
+    "authority_valid, emergency, emergency_justification, decision, decided_at, scope_disclosed, "
+    "disclosure_request_ids, notified_at, notification_prohibited, prohibition_basis, prohibition_challenged, status"
+)
+
+
+def _from_row(r: tuple) -> GovRequest:
+    return GovRequest(
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        tuple(json.loads(r[4])),
+        tuple(json.loads(r[5])),
+        r[6],
+        r[7],
+        r[8],
+        None if r[9] is None else bool(r[9]),
+        bool(r[10]),
+        r[11],
+        r[12],
+        r[13],
+        r[14],
+        tuple(json.loads(r[15])),
+        r[16],
+        bool(r[17]),
+        r[18],
+        bool(r[19]),
+        r[20],
+    )
+
+
+def get(cp: ControlPlane, request_id: str) -> GovRequest:
+    """One entry; NotFoundError when unknown."""
+    row = cp.one(f"SELECT {_COLUMNS} FROM gov_requests WHERE request_id = ?", (request_id,))
+    if row is None:
+        raise tenants_repo.NotFoundError(f"unknown government request {request_id!r}")
+    return _from_row(row)
+
+
+def list_all(cp: ControlPlane) -> list[GovRequest]:
+    """Every entry, by receipt time (UTC)."""
+    return [_from_row(r) for r in cp.query(f"SELECT {_COLUMNS} FROM gov_requests ORDER BY received_utc, request_id")]
+
+
+def _timestamp(value: str | _dt.datetime | None, name: str) -> tuple[str, str]:
+    if value is None:
+        moment = _dt.datetime.now(_dt.UTC)
+    elif isinstance(value, _dt.datetime):
+        if value.tzinfo is None:
+            raise ConfigError(f"{name} must carry a time zone")
+        moment = value
+    else:
+        try:
+            moment = parse_rfc3339(value)
+        except ValueError:
+            raise ConfigError(f"{name} {value!r} must be RFC 3339 with an offset") from None
+    return moment.isoformat(), moment.astimezone(_dt.UTC).isoformat()
+
+
+def add(
+    cp: ControlPlane,
+    actor: audit.Actor,
+    *,
+    agency: str,
+    country: str,
+    request_type: str,
+    tenant_ids: list[str],
+    categories: list[str],
+    scope: str,
+    received_at: str | _dt.datetime,
+    emergency: bool = False,
+    emergency_justification: str | None = None,
+) -> str:
+    """Record a newly received request; returns its id."""
+    if actor.role != "operator":
+        raise LedgerRuleError("only operators maintain the government request ledger")
+    if not agency.strip() or not scope.strip():
+        raise ConfigError("agency and scope must not be empty")
+    if len(country) != 2 or not country.isalpha():
+        raise ConfigError(f"country {country!r} must be an ISO 3166 alpha-2 code")
+    if request_type not in REQUEST_TYPES:
+        raise ConfigError(f"request type {request_type!r} is not one of {REQUEST_TYPES}")
+    if not tenant_ids:
+        raise ConfigError("a request concerns at least one tenant")
+    unknown = sorted(set(categories) - set(CATEGORIES))
+    if not categories or unknown:
+        raise ConfigError(f"categories must be some of {CATEGORIES}, got {categories!r}")
+    emergency = emergency or request_type == "emergency"
+    if emergency and not (emergency_justification or "").strip():
+        raise LedgerRuleError("an emergency request needs a justification (imminent death or serious physical harm)")
+    for tenant_id in tenant_ids:
+        tenants_repo.get(cp, tenant_id)
+    local, utc = _timestamp(received_at, "received_at")
+    request_id = "gr-" + uuid.uuid4().hex[:12]
+    with cp.transaction():
+        cp.execute(
+            "INSERT INTO gov_requests (request_id, agency, country, request_type, tenant_ids, categories, "
+            "scope_requested, received_at, received_utc, emergency, emergency_justification, status) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open')",
+            (
+                request_id,
+                agency,
+                country.upper(),
+                request_type,
+                json.dumps(sorted(tenant_ids)),
+                json.dumps(sorted(categories)),
+                scope,
+                local,
+                utc,
+                int(emergency),
+                emergency_justification,
+            ),
+        )
+        audit.append(
+            cp,
+            actor,
+            "gov_request_add",
+            target=request_id,
+            details={"type": request_type, "country": country.upper(), "emergency": emergency},
+        )
+    return request_id
+
+
+def _open(cp: ControlPlane, request_id: str) -> GovRequest:
+    request = get(cp, request_id)
+    if request.status == "closed":
+        raise LedgerRuleError(f"{request_id} is closed; a closed request cannot change")
+    return request
+
+
+def check_authority(cp: ControlPlane, actor: audit.Actor, request_id: str, valid: bool, notes: str) -> None:
+    """Record the legal review: whether the instrument is valid authority to require this data."""
+    request = _open(cp, request_id)
+    if not notes.strip():
+        raise ConfigError("record what was reviewed (court, docket, statute)")
+    if (
+        valid
+        and request.country == "US"
+        and "customer_content" in request.categories
+        and request.request_type not in US_CONTENT_INSTRUMENTS
+    ):
+        raise LedgerRuleError(
+            f"in the US customer content needs a search warrant or court order, not a {request.request_type}"
+        )
+    with cp.transaction():
+        cp.execute(
+            "UPDATE gov_requests SET authority_valid = ?, authority_checked_by = ?, authority_checked_at = ?, "
+            "authority_notes = ? WHERE request_id = ?",
+            (int(valid), actor.name, _dt.datetime.now(_dt.UTC).isoformat(), notes, request_id),
+        )
+        audit.append(cp, actor, "gov_request_authority", target=request_id, details={"valid": valid})
+
+
+def decide(
+    cp: ControlPlane,
+    actor: audit.Actor,
+    request_id: str,
+    decision: str,
+    *,
+    scope_disclosed: str | None = None,
+    disclosure_request_ids: list[str] | None = None,
+) -> None:
+    """Record the decision; a disclosure must meet the rules above."""
+    request = _open(cp, request_id)
+    if decision not in DECISIONS:
+        raise ConfigError(f"decision {decision!r} is not one of {DECISIONS}")
+    if request.decision is not None:
+        raise LedgerRuleError(f"{request_id} was already decided ({request.decision})")
+    disclosures = list(disclosure_request_ids or [])
+    if decision in DISCLOSING:
+        if request.authority_valid is not True and not request.emergency:
+            raise LedgerRuleError(f"{request_id}: no disclosure without a recorded valid legal authority")
+        if not disclosures:
+            raise LedgerRuleError(f"{request_id}: a disclosure goes through a data-subject export; name its request id")
+        for dsar_id in disclosures:
+            row = cp.one("SELECT tenant_id, kind, status FROM dsar_requests WHERE request_id = ?", (dsar_id,))
+            if row is None or row[1] != "export" or row[2] != "completed":
+                raise LedgerRuleError(f"{dsar_id} is not a completed export request")
+            if row[0] not in request.tenant_ids:
+                raise LedgerRuleError(f"export {dsar_id} belongs to tenant {row[0]}, outside this request")
+        if decision == "narrowed" and not (scope_disclosed or "").strip():
+            raise LedgerRuleError(f"{request_id}: a narrowed disclosure states the scope actually disclosed")
+        scope_disclosed = scope_disclosed or request.scope_requested
+    elif disclosures or scope_disclosed:
+        raise LedgerRuleError(f"{request_id}: a {decision} request discloses nothing")
+    with cp.transaction():
+        cp.execute(
+            "UPDATE gov_requests SET decision = ?, decided_by = ?, decided_at = ?, scope_disclosed = ?, "
+            "disclosure_request_ids = ? WHERE request_id = ?",
+            (
+                decision,
+                actor.name,
+                _dt.datetime.now(_dt.UTC).isoformat(),
+                scope_disclosed,
+                json.dumps(disclosures),
+                request_id,
+            ),
+        )
+        audit.append(
+            cp,
+            actor,
+            "gov_request_decide",
+            target=request_id,
+            details={"decision": decision, "disclosures": disclosures},
+        )
+
+
+def notify(
+    cp: ControlPlane,
+    actor: audit.Actor,
+    request_id: str,
+    *,
+    notified_at: str | _dt.datetime | None = None,
+    prohibited: bool = False,
+    basis: str | None = None,
+    challenged: bool = False,
+) -> None:
+    """Record the customer notification, or the legal prohibition that prevents it."""
+    request = _open(cp, request_id)
+    if prohibited:
+        if not (basis or "").strip():
+            raise LedgerRuleError("a notification prohibition needs its legal basis (order, statute)")
+        if request.emergency and request.decision in DISCLOSING:
+            raise LedgerRuleError("an emergency disclosure must be notified to the customer promptly")
+        values: tuple[Any, ...] = (None, 1, basis, int(challenged))
+    else:
+        values = (_timestamp(notified_at, "notified_at")[1], 0, None, 0)
+    with cp.transaction():
+        cp.execute(
+            "UPDATE gov_requests SET notified_at = ?, notification_prohibited = ?, prohibition_basis = ?, "
+            "prohibition_challenged = ? WHERE request_id = ?",
+            (*values, request_id),
+        )
+        audit.append(
+            cp,
+            actor,
+            "gov_request_notify",
+            target=request_id,
+            details={"prohibited": prohibited, "challenged": challenged},
+        )
+
+
+def close(cp: ControlPlane, actor: audit.Actor, request_id: str) -> None:
+    """Close a decided request whose customer was notified or whose notification is prohibited."""
+    request = _open(cp, request_id)
+    if request.decision is None:
+        raise LedgerRuleError(f"{request_id} has no decision yet")
+    if request.notified_at is None and not request.notification_prohibited:
+        raise LedgerRuleError(f"{request_id}: notify the customer, or record the legal prohibition, before closing")
+    with cp.transaction():
+        cp.execute(
+            "UPDATE gov_requests SET status = 'closed', closed_at = ? WHERE request_id = ?",
+            (_dt.datetime.now(_dt.UTC).isoformat(), request_id),
+        )
+        audit.append(cp, actor, "gov_request_close", target=request_id)
+
+
+def notified_promptly(request: GovRequest) -> bool | None:
+    """For an emergency disclosure, whether the customer was notified within PROMPT_DAYS of receipt."""
+    if not (request.emergency and request.decision in DISCLOSING):
+        return None
+    if request.notified_at is None:
+        return False
+    delay = _dt.datetime.fromisoformat(request.notified_at) - _dt.datetime.fromisoformat(request.received_utc)
+    return delay <= _dt.timedelta(days=PROMPT_DAYS)
+
+
+def disclose(
+    cp: ControlPlane,
+    keys: Any,
+    root: str,
+    actor: audit.Actor,
+    request_id: str,
+    tenant_id: str,
+    subject_kind: str,
+    subject_value: str,
+    out: str,
+    passphrase: str,
+) -> str:
+    """Produce a scoped disclosure through the data-subject export path; returns the export's request id.
+
+    Refused unless the legal authority is recorded as valid (or it is an emergency exception). The
+    export is one subject's data, encrypted under a passphrase handed to the agency separately.
+    """
+    from ccpipe.controlplane import dsar
+
+    request = _open(cp, request_id)
+    if request.authority_valid is not True and not request.emergency:
+        raise LedgerRuleError(f"{request_id}: no disclosure without a recorded valid legal authority")
+    if tenant_id not in request.tenant_ids:
+        raise LedgerRuleError(f"tenant {tenant_id} is outside request {request_id}")
+    export_id = dsar.open_request(cp, keys, actor, tenant_id, "export", subject_kind, subject_value)
+    dsar.confirm_identity(cp, actor, export_id, f"legal authority of government request {request_id}")
+    dsar.execute(cp, keys, root, actor, export_id, out=out, passphrase=passphrase)
+    return export_id
