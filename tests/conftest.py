@@ -87,3 +87,27 @@ def control_plane_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'control.db'}"
     return request.getfixturevalue("pg_server").new_database()
+
+
+def governed_copy(batch_run, corpus: Path, tmp_path: Path, control_plane_url: str):
+    """Private copies of the batch run's output and keystore, with its tenants in a fresh control plane.
+
+    Returns (control plane, keystore, output root, tenants). Governance tests mutate all three.
+    """
+    import shutil
+
+    from ccpipe.controlplane import audit, tenants_repo
+    from ccpipe.controlplane.db import open_control_plane
+    from ccpipe.keystore import KeystoreConfig, SqliteKeyStore
+    from ccpipe.tenants import load_tenants
+
+    config, _ = batch_run
+    out = tmp_path / "out"
+    shutil.copytree(config.sinks.default_root, out)
+    home = tmp_path / "home"
+    shutil.copytree(Path(config.keystore.path).parent, home)
+    keys = SqliteKeyStore(KeystoreConfig(str(home / "keystore.db"), str(home / "master.key")))
+    cp = open_control_plane(control_plane_url)
+    tenants = load_tenants(corpus / "tenants.yaml")
+    tenants_repo.import_tenants(cp, tenants.values(), audit.Actor("setup", "operator"))
+    return cp, keys, out, tenants

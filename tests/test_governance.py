@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import shutil
 import sqlite3
 from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import governed_copy
 
 from ccpipe.controlplane import access, audit, dsar, keys, retention, tenants_repo
 from ccpipe.controlplane.db import ControlPlane, ControlPlaneError, open_control_plane
 from ccpipe.controlplane.migrations import current_version
 from ccpipe.errors import ConfigError, KeyUnavailableError
-from ccpipe.keystore import KeystoreConfig, SqliteKeyStore
-from ccpipe.tenants import load_tenants
 
 OPS = audit.Actor("ops-anna", "operator")
 
@@ -29,15 +27,7 @@ OPS = audit.Actor("ops-anna", "operator")
 @pytest.fixture
 def env(batch_run, corpus, tmp_path, control_plane_url):
     """(control plane, keystore, output root, tenants) on private copies of the batch run."""
-    config, _ = batch_run
-    out = tmp_path / "out"
-    shutil.copytree(config.sinks.default_root, out)
-    home = tmp_path / "home"
-    shutil.copytree(Path(config.keystore.path).parent, home)
-    store = SqliteKeyStore(KeystoreConfig(str(home / "keystore.db"), str(home / "master.key")))
-    cp = open_control_plane(control_plane_url)
-    tenants = load_tenants(corpus / "tenants.yaml")
-    tenants_repo.import_tenants(cp, tenants.values(), OPS)
+    cp, store, out, tenants = governed_copy(batch_run, corpus, tmp_path, control_plane_url)
     yield cp, store, out, tenants
     cp.close()
 
@@ -399,7 +389,7 @@ def test_cli_audit_verify_and_retention_dry_run(batch_run, corpus, tmp_path):
     import subprocess
     import sys
 
-    cp, store, out, _ = next(env.__wrapped__(batch_run, corpus, tmp_path, f"sqlite:///{tmp_path / 'control.db'}"))
+    cp, store, out, _ = governed_copy(batch_run, corpus, tmp_path, f"sqlite:///{tmp_path / 'control.db'}")
     args = [
         "--control-plane",
         cp.url,

@@ -10,10 +10,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import governed_copy
 
-from ccpipe.controlplane import audit, dsar, tenants_repo
-from ccpipe.controlplane.db import open_control_plane
-from ccpipe.keystore import KeystoreConfig, SqliteKeyStore
+from ccpipe.controlplane import audit, dsar
 from ccpipe.tenants import load_tenants
 from ccpipe.transparency import fixtures, ledger, report
 from ccpipe.transparency.ledger import LedgerRuleError
@@ -24,14 +23,7 @@ ARTEFACTS = Path(__file__).parent / "artefacts"
 
 @pytest.fixture
 def env(batch_run, corpus, tmp_path, control_plane_url):
-    config, _ = batch_run
-    out = tmp_path / "out"
-    shutil.copytree(config.sinks.default_root, out)
-    home = tmp_path / "home"
-    shutil.copytree(Path(config.keystore.path).parent, home)
-    keys = SqliteKeyStore(KeystoreConfig(str(home / "keystore.db"), str(home / "master.key")))
-    cp = open_control_plane(control_plane_url)
-    tenants_repo.import_tenants(cp, load_tenants(corpus / "tenants.yaml").values(), OPS)
+    cp, keys, out, _ = governed_copy(batch_run, corpus, tmp_path, control_plane_url)
     yield cp, keys, out
     cp.close()
 

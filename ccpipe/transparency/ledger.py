@@ -193,6 +193,11 @@ def add(
     return request_id
 
 
+def _require_authority(request: GovRequest) -> None:
+    if request.authority_valid is not True and not request.emergency:
+        raise LedgerRuleError(f"{request.request_id}: no disclosure without a recorded valid legal authority")
+
+
 def _open(cp: ControlPlane, request_id: str) -> GovRequest:
     request = get(cp, request_id)
     if request.status == "closed":
@@ -240,8 +245,7 @@ def decide(
         raise LedgerRuleError(f"{request_id} was already decided ({request.decision})")
     disclosures = list(disclosure_request_ids or [])
     if decision in DISCLOSING:
-        if request.authority_valid is not True and not request.emergency:
-            raise LedgerRuleError(f"{request_id}: no disclosure without a recorded valid legal authority")
+        _require_authority(request)
         if not disclosures:
             raise LedgerRuleError(f"{request_id}: a disclosure goes through a data-subject export; name its request id")
         for dsar_id in disclosures:
@@ -357,8 +361,7 @@ def disclose(
     from ccpipe.controlplane import dsar
 
     request = _open(cp, request_id)
-    if request.authority_valid is not True and not request.emergency:
-        raise LedgerRuleError(f"{request_id}: no disclosure without a recorded valid legal authority")
+    _require_authority(request)
     if tenant_id not in request.tenant_ids:
         raise LedgerRuleError(f"tenant {tenant_id} is outside request {request_id}")
     export_id = dsar.open_request(cp, keys, actor, tenant_id, "export", subject_kind, subject_value)
