@@ -2,10 +2,9 @@
 
 Stages::
 
-    ReadInputs -> ParseRecords -> DeduplicateRecords -> ResolveTenants -> TagPii
-      -> Pseudonymize -> EncryptContent (+ AggregateUsage) -> RouteToRegion
-      -> WriteRegionalParquet -> WriteManifest
-    every stage's dead letters -> EncryptDeadLetters -> RouteToRegion -> WriteRegionalParquet
+    ReadInputs -> ProcessRecords (ParseRecords -> DeduplicateRecords -> ResolveTenants -> TagPii
+      -> Pseudonymize -> EncryptContent; dead letters -> EncryptDeadLetters) (+ AggregateUsage)
+      -> RouteToRegion -> WriteRegionalParquet -> WriteManifest
 
 Run it with ``ccpipe batch --input 'data/*.jsonl' --tenants tenants.yaml --output out``; the
 runner is explicit (``--runner``, default ``FnApiRunner``, which never downloads anything), and
@@ -28,13 +27,11 @@ from ccpipe.errors import ConfigError
 from ccpipe.keystore import TENANT_PURPOSES, KeystoreConfig, SqliteKeyStore, ccpipe_home, deadletter_key_owner
 from ccpipe.pii.engine import PiiConfig
 from ccpipe.types import QUARANTINE_REGION, REGIONS, Tenant
+from pipelines.stages import ProcessingConfig, ProcessRecords
 from transforms.manifest import WriteManifest, manifest_path
-from transforms.parse import DeduplicateRecords, ParseConfig, ParseRecords
-from transforms.protect import EncryptContent, Pseudonymize
+from transforms.parse import ParseConfig
 from transforms.read import ReadInputs
-from transforms.route import EncryptDeadLetters, RouteToRegion, SinkConfig
-from transforms.tag_pii import TagPii
-from transforms.tenants import ResolveTenants
+from transforms.route import RouteToRegion, SinkConfig
 from transforms.usage import AggregateUsage
 from transforms.write import WriteRegionalParquet
 
@@ -91,30 +88,18 @@ def new_run_id() -> str:
     return _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
+def processing_config(config: BatchConfig) -> ProcessingConfig:
+    """The shared stages' part of a batch configuration."""
+    return ProcessingConfig(config.tenants, config.sinks, config.keystore, config.pii, config.parse, config.restricted)
+
+
 def build(pipeline: beam.Pipeline, config: BatchConfig, extra: dict | None = None) -> None:
     """Add the batch pipeline's stages to ``pipeline``."""
     inputs = pipeline | "ReadInputs" >> ReadInputs(config.inputs)
-    parsed = inputs.lines | "ParseRecords" >> ParseRecords(config.parse)
-    unique = parsed.records | "DeduplicateRecords" >> DeduplicateRecords()
-    resolved = unique.records | "ResolveTenants" >> ResolveTenants(config.tenants, config.sinks.regions)
-    tagged = resolved.records | "TagPii" >> TagPii(config.pii)
-    pseudo = tagged.records | "Pseudonymize" >> Pseudonymize(config.keystore, config.restricted)
-    encrypted = pseudo.records | "EncryptContent" >> EncryptContent(config.keystore)
-    usage = pseudo.records | "AggregateUsage" >> AggregateUsage()
-    dead_rows = (
-        (
-            parsed.dead_letters,
-            unique.dead_letters,
-            resolved.dead_letters,
-            tagged.dead_letters,
-            pseudo.dead_letters,
-            encrypted.dead_letters,
-        )
-        | "FlattenDeadLetters" >> beam.Flatten()
-        | "EncryptDeadLetters" >> EncryptDeadLetters(config.keystore, config.tenants, config.sinks)
-    )
+    processed = inputs.lines | "ProcessRecords" >> ProcessRecords(processing_config(config))
+    usage = processed.pseudonymized | "AggregateUsage" >> AggregateUsage()
     results = (
-        (encrypted.records, usage, dead_rows)
+        (processed.rows, usage, processed.dead_rows)
         | "FlattenRows" >> beam.Flatten()
         | "RouteToRegion" >> RouteToRegion(config.sinks)
         | "WriteRegionalParquet" >> WriteRegionalParquet(config.sinks)
