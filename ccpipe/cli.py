@@ -14,6 +14,7 @@ USAGE = """usage: ccpipe COMMAND [ARGS]
 commands:
   fixtures   generate a deterministic fixture corpus with ground truth
   batch      run the batch pipeline: input files -> encrypted regional Parquet
+  stream     run the streaming pipeline from Kafka or a watched folder, on Prism
   eval-pii   measure PII detection against planted ground truth
   tenants    import or list tenants of the control plane
   keys       keystore and key lifecycle (init, list, rotate, shred)
@@ -52,6 +53,30 @@ def _batch(argv: list[str]) -> int:
     return 0 if manifest["reconciled"] else 3
 
 
+def _stream(argv: list[str]) -> int:
+    from pipelines.batch import BatchOptions, common_from_options
+    from pipelines.stream import StreamConfig, run, stream_options
+
+    parser = argparse.ArgumentParser(
+        prog="ccpipe stream",
+        description="Run the streaming pipeline (kafka://HOST:PORT/TOPIC?group=G or watch://DIR) until stopped.",
+    )
+    BatchOptions._add_argparse_args(parser)
+    parser.add_argument("--source", required=True, help="kafka://HOST:PORT/TOPIC?group=NAME or watch://DIR")
+    parser.add_argument("--runner", default="PrismRunner", help="PrismRunner (default) or FlinkRunner, ...")
+    parser.add_argument("--prism_location", help="Prism binary (default .cache/bin/prism, built by 'make prism')")
+    parser.add_argument("--window_seconds", type=float, default=2.0, help="write windows (arrival time)")
+    args, beam_flags = parser.parse_known_args(argv)
+    options = BatchOptions(argv)
+    common = common_from_options(options.view_as(BatchOptions), streaming=True)
+    config = StreamConfig(
+        source=args.source, tenants=common.tenants, sinks=common.sinks, keystore=common.keystore, pii=common.pii,
+        restricted=common.restricted, window_seconds=args.window_seconds,
+    )
+    run(config, stream_options(args.runner, args.prism_location, beam_flags))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ccpipe`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -69,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             return fixtures_main(rest)
         if command == "batch":
             return _batch(rest)
+        if command == "stream":
+            return _stream(rest)
         if command == "eval-pii":
             from ccpipe.pii.evaluate import main as eval_main
 

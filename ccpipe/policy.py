@@ -158,7 +158,8 @@ def encrypt_record(
                     dataset,
                     record.event_date,
                     record.record_id,
-                    {
+                    source=record.source,
+                    values={
                         **base,
                         "conversation_id": payload["conversation_id"],
                         "channel": payload.get("channel"),
@@ -205,7 +206,7 @@ def encrypt_record(
         values["custom_ciphertext"] = sealer.seal("custom", payload.get("custom"))
         password = payload.get("password")
         values["password_hash"] = hash_password(password) if password else None
-    return [OutputRow(region, dataset, record.event_date, record.record_id, values)]
+    return [OutputRow(region, dataset, record.event_date, record.record_id, values, record.source)]
 
 
 def usage_contribution(psr: PseudonymizedRecord) -> tuple[tuple[str, str, str], dict[str, float]]:
@@ -252,4 +253,4 @@ def encrypt_dead_letter(dead: DeadLetter, region: str, key: DataKey) -> OutputRo
         "key_id": f"{key.tenant_id}/{key.purpose}/v{key.version}",
         "payload_ciphertext": crypto.encrypt(key, dead.raw, aad),
     }
-    return OutputRow(region, DATASET_DEADLETTER, dead.event_date or "unknown", dl_id, values)
+    return OutputRow(region, DATASET_DEADLETTER, dead.event_date or "unknown", dl_id, values, dead.source)

@@ -113,6 +113,7 @@ class OutputRow:
     dt: str
     record_id: str
     values: dict[str, Any]
+    source: str = ""  # where the record came from (file, or kafka:<topic>:<partition>:<offset>)
 
 
 @dataclass(frozen=True)
@@ -141,3 +142,4 @@ class WriteResult:
     records: int
     reasons: tuple[tuple[str, int], ...] = ()
     keys_used: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()  # streaming: every record source this write made safe

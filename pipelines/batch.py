@@ -110,18 +110,18 @@ def build(pipeline: beam.Pipeline, config: BatchConfig, extra: dict | None = Non
     )
 
 
-def prepare_keys(config: BatchConfig) -> None:
+def prepare_keys(tenants: tuple[Tenant, ...], sinks: SinkConfig, keystore: KeystoreConfig) -> None:
     """Create the keystore and any missing keys before workers start (workers only read keys).
 
     Tenants get ``content`` and ``pseudonym`` keys; every sink region and the quarantine get a
     ``deadletter`` key. Destroyed (shredded) keys are not re-created.
     """
-    store = SqliteKeyStore(config.keystore, create=True)
+    store = SqliteKeyStore(keystore, create=True)
     try:
-        for tenant in config.tenants:
+        for tenant in tenants:
             for purpose in TENANT_PURPOSES:
                 store.ensure_key(tenant.tenant_id, purpose)
-        for region in (*sorted(config.sinks.regions), QUARANTINE_REGION):
+        for region in (*sorted(sinks.regions), QUARANTINE_REGION):
             store.ensure_key(deadletter_key_owner(region), "deadletter")
     finally:
         store.close()
@@ -144,7 +144,7 @@ def run(config: BatchConfig, options: PipelineOptions) -> dict:
     """Prepare keys, run the pipeline to completion and return the manifest."""
     import json
 
-    prepare_keys(config)
+    prepare_keys(config.tenants, config.sinks, config.keystore)
     runner = options.view_as(StandardOptions).runner
     _LOG.info("run %s on %s: %d input pattern(s)", config.run_id, runner, len(config.inputs))
     extra = {"runner": runner, "started_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
@@ -155,12 +155,23 @@ def run(config: BatchConfig, options: PipelineOptions) -> dict:
         return json.loads(handle.read())
 
 
-def config_from_options(options: BatchOptions) -> BatchConfig:
-    """Turn parsed flags into a validated BatchConfig (errors name the flag)."""
+@dataclass(frozen=True)
+class CommonSettings:
+    """What batch and streaming runs resolve the same way from their flags."""
+
+    tenants: tuple[Tenant, ...]
+    sinks: SinkConfig
+    keystore: KeystoreConfig
+    pii: PiiConfig
+    restricted: frozenset[tuple[str, str]]
+
+
+def common_from_options(options: BatchOptions, streaming: bool = False) -> CommonSettings:
+    """Sinks, keystore, tenants, restrictions and PII settings from flags (errors name the flag)."""
+    from ccpipe.controlplane import dsar, tenants_repo
+    from ccpipe.controlplane.db import open_control_plane
     from ccpipe.tenants import load_tenants
 
-    if not options.input:
-        raise ConfigError("--input is required (a file or glob, repeatable)")
     if not options.output:
         raise ConfigError("--output is required (the sink root)")
     regions = frozenset(r.strip() for r in options.sink_regions.split(",") if r.strip())
@@ -178,9 +189,6 @@ def config_from_options(options: BatchOptions) -> BatchConfig:
         else keystore_default.master_key_file,
     )
     output = options.output if "://" in options.output else os.path.abspath(options.output)
-    from ccpipe.controlplane import dsar, tenants_repo
-    from ccpipe.controlplane.db import open_control_plane
-
     # The control plane is always consulted for restrictions: a subject who restricted processing
     # must be dead-lettered whichever tenants file a run is given.
     if not options.control_plane:
@@ -193,14 +201,25 @@ def config_from_options(options: BatchOptions) -> BatchConfig:
         restricted = dsar.restricted_pseudonyms(cp)
     finally:
         cp.close()
+    pii = PiiConfig.from_yaml(options.pii_config, model=options.model) if options.pii_config else PiiConfig(
+        model=options.model
+    )
+    sinks = SinkConfig(default_root=output, region_roots=tuple(overrides), regions=regions, shards=options.shards,
+                       streaming=streaming)
+    return CommonSettings(tuple(tenants.values()), sinks, keystore, pii, restricted)
+
+
+def config_from_options(options: BatchOptions) -> BatchConfig:
+    """Turn parsed flags into a validated BatchConfig (errors name the flag)."""
+    if not options.input:
+        raise ConfigError("--input is required (a file or glob, repeatable)")
+    common = common_from_options(options)
     return BatchConfig(
         inputs=tuple(options.input),
-        tenants=tuple(tenants.values()),
-        restricted=restricted,
-        sinks=SinkConfig(default_root=output, region_roots=tuple(overrides), regions=regions, shards=options.shards),
-        keystore=keystore,
+        tenants=common.tenants,
+        restricted=common.restricted,
+        sinks=common.sinks,
+        keystore=common.keystore,
         run_id=options.run_id or new_run_id(),
-        pii=PiiConfig.from_yaml(options.pii_config, model=options.model) if options.pii_config else PiiConfig(
-            model=options.model
-        ),
+        pii=common.pii,
     )

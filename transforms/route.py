@@ -28,6 +28,7 @@ class SinkConfig:
     region_roots: tuple[tuple[str, str], ...] = ()
     regions: frozenset[str] = frozenset(REGIONS)
     shards: int = 1
+    streaming: bool = False
 
     def __post_init__(self) -> None:
         if not self.default_root:

@@ -51,20 +51,41 @@ class _WriteParquetFn(beam.DoFn):
         self._files = Metrics.counter("ccpipe.write", "files")
         self._progress = Progress("written rows")
 
-    def process(self, element):
+    def _existing_keys(self, folder: str, dataset: str) -> set[tuple]:
+        """Row keys already in a partition (streaming: records replayed after a restart)."""
+        pattern = FileSystems.join(folder, "part-*.parquet")
+        keys: set[tuple] = set()
+        for match in FileSystems.match([pattern])[0].metadata_list:
+            with FileSystems.open(match.path) as handle:
+                table = pq.read_table(io.BytesIO(handle.read()), columns=list(ROW_KEY[dataset]))
+            keys.update(_row_key(dataset, v) for v in table.to_pylist())
+        return keys
+
+    def process(self, element, window=beam.DoFn.WindowParam):
         (region, dataset, dt, shard), rows = element
+        rows = list(rows)
+        sources = tuple(sorted({r.source for r in rows if r.source})) if self._sinks.streaming else ()
+        folder = partition_dir(self._sinks.root(region), region, dataset, dt)
         unique: dict[tuple, dict] = {}
         for row in rows:
             # Same key twice in one group can only be the same record re-delivered: keep one.
             unique.setdefault(_row_key(dataset, row.values), row.values)
+        if self._sinks.streaming and dataset != DATASET_USAGE:
+            for key in self._existing_keys(folder, dataset) & set(unique):
+                del unique[key]
+            if not unique:
+                yield WriteResult(region=region, dataset=dataset, path="", rows=0, records=0, sources=sources)
+                return
         keys = sorted(unique)
         digest = hashlib.sha256("\n".join("\t".join(k) for k in keys).encode()).hexdigest()[:20]
         schema = OUTPUT_SCHEMAS[dataset]
         table = pa.Table.from_pylist([unique[k] for k in keys], schema=schema)
         buffer = io.BytesIO()
         pq.write_table(table, buffer, compression="zstd")
-        folder = partition_dir(self._sinks.root(region), region, dataset, dt)
-        final = FileSystems.join(folder, f"part-{shard:05d}-{digest}.parquet")
+        name = f"part-{shard:05d}-{digest}.parquet"
+        if self._sinks.streaming and isinstance(window, beam.window.IntervalWindow):
+            name = f"part-{shard:05d}-w{int(window.end.micros // 1000)}-{digest}.parquet"
+        final = FileSystems.join(folder, name)
         temp = FileSystems.join(folder, f".tmp-{uuid.uuid4().hex}.parquet")
         with FileSystems.create(temp) as handle:
             handle.write(buffer.getvalue())
@@ -94,6 +115,7 @@ class _WriteParquetFn(beam.DoFn):
             records=records,
             reasons=tuple(sorted(reasons.items())),
             keys_used=tuple(sorted(keys_used)),
+            sources=sources,
         )
 
 
