@@ -99,12 +99,14 @@ def build(pipeline: beam.Pipeline, config: StreamConfig) -> None:
         raw = pipeline | "ReadFromKafkaTopic" >> ReadFromKafkaTopic(kafka)
     else:
         kafka = None
-        raw = pipeline | "WatchFolder" >> _WatchFolder(config.source.removeprefix("watch://"),
-                                                       config.watch_interval_seconds)
+        raw = pipeline | "WatchFolder" >> _WatchFolder(
+            config.source.removeprefix("watch://"), config.watch_interval_seconds
+        )
     windowed = raw | "ArrivalWindows" >> beam.WindowInto(beam.window.FixedWindows(config.window_seconds))
     split = windowed | "SplitBlank" >> beam.Partition(lambda r, _n: 1 if _is_blank(r) else 0, 2)
-    processing = ProcessingConfig(config.tenants, config.sinks, config.keystore, config.pii, config.parse,
-                                  config.restricted)
+    processing = ProcessingConfig(
+        config.tenants, config.sinks, config.keystore, config.pii, config.parse, config.restricted
+    )
     processed = split[0] | "ProcessRecords" >> ProcessRecords(processing)
     usage = processed.pseudonymized | "AggregateUsage" >> AggregateUsageByEventTime(config.usage_lateness_seconds)
     results = (
@@ -113,11 +115,7 @@ def build(pipeline: beam.Pipeline, config: StreamConfig) -> None:
         | "RouteToRegion" >> RouteToRegion(config.sinks)
         | "WriteRegionalParquet" >> WriteRegionalParquet(config.sinks)
     )
-    _ = (
-        usage
-        | "RouteUsage" >> RouteToRegion(config.sinks)
-        | "WriteUsage" >> WriteRegionalParquet(config.sinks)
-    )
+    _ = usage | "RouteUsage" >> RouteToRegion(config.sinks) | "WriteUsage" >> WriteRegionalParquet(config.sinks)
     if kafka is not None:
         blank_sources = split[1] | "BlankSources" >> beam.Map(lambda raw: raw.source)
         _ = (results, blank_sources) | "Handled" >> beam.Flatten() | "CommitKafkaOffsets" >> CommitKafkaOffsets(kafka)

@@ -111,3 +111,21 @@ def governed_copy(batch_run, corpus: Path, tmp_path: Path, control_plane_url: st
     tenants = load_tenants(corpus / "tenants.yaml")
     tenants_repo.import_tenants(cp, tenants.values(), audit.Actor("setup", "operator"))
     return cp, keys, out, tenants
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory):
+    """A real Kafka broker (KRaft, Maven Central jars) on loopback for the session."""
+    import socket
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy" / "kafka"))
+    from broker import Broker
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    broker = Broker(tmp_path_factory.mktemp("kafka"), port)
+    broker.start()
+    yield broker
+    broker.stop()

@@ -60,22 +60,24 @@ def parse_source(source: str) -> tuple[str, int, int] | None:
     """(topic, partition, offset) of a Kafka source string, else None."""
     if not source.startswith(SOURCE_PREFIX):
         return None
-    topic, partition, offset = source[len(SOURCE_PREFIX):].rsplit(":", 2)
+    topic, partition, offset = source[len(SOURCE_PREFIX) :].rsplit(":", 2)
     return topic, int(partition), int(offset)
 
 
 def _consumer(config: KafkaConfig):
     from confluent_kafka import Consumer
 
-    return Consumer({
-        "bootstrap.servers": config.bootstrap,
-        "group.id": config.group,
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "auto.offset.reset": "earliest",
-        "reconnect.backoff.max.ms": 2000,
-        "socket.connection.setup.timeout.ms": 5000,
-    })
+    return Consumer(
+        {
+            "bootstrap.servers": config.bootstrap,
+            "group.id": config.group,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "reconnect.backoff.max.ms": 2000,
+            "socket.connection.setup.timeout.ms": 5000,
+        }
+    )
 
 
 class _OffsetsMark(CheckpointMark):
@@ -112,7 +114,11 @@ class _KafkaReader(UnboundedReader):
         partitions = sorted(topic.partitions)
         missing = [p for p in partitions if p not in self._positions]
         if missing:
-            committed = consumer.committed([TopicPartition(self._config.topic, p) for p in missing], timeout=10)
+            try:
+                committed = consumer.committed([TopicPartition(self._config.topic, p) for p in missing], timeout=10)
+            except Exception as err:  # noqa: BLE001 - e.g. the group coordinator is still loading: retry later
+                _LOG.warning("Kafka committed offsets unavailable (%s); will retry", err)
+                return False
             for tp in committed:
                 self._positions[tp.partition] = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
         consumer.assign([TopicPartition(self._config.topic, p, self._positions[p]) for p in partitions])
@@ -186,6 +192,21 @@ class ReadFromKafkaTopic(beam.PTransform[beam.pvalue.PBegin, PCollection[RawInpu
         return pbegin | "Read" >> beam.io.Read(_KafkaSource(self._config))
 
 
+def _retrying(call, what: str, seconds: float = 300.0):
+    """Call until it succeeds: a broker outage makes the committer wait, never skip a commit."""
+    deadline = time.monotonic() + seconds
+    delay = 0.5
+    while True:
+        try:
+            return call()
+        except Exception as err:  # noqa: BLE001 - KafkaException of any transient kind
+            if time.monotonic() > deadline:
+                raise
+            _LOG.warning("Kafka: cannot %s (%s); retrying in %.1f s", what, err, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 class _CommitContiguousFn(beam.DoFn):
     """Per partition: commit the offset below which every record has been handled."""
 
@@ -207,10 +228,11 @@ class _CommitContiguousFn(beam.DoFn):
     def _low(self, partition: int) -> int:
         from confluent_kafka import TopicPartition
 
-        [tp] = self._consumer.committed([TopicPartition(self._config.topic, partition)], timeout=10)
-        if tp.offset >= 0:
-            return tp.offset
-        low, _high = self._consumer.get_watermark_offsets(TopicPartition(self._config.topic, partition), timeout=10)
+        tp = TopicPartition(self._config.topic, partition)
+        [got] = _retrying(lambda: self._consumer.committed([tp], timeout=10), "read committed offsets")
+        if got.offset >= 0:
+            return got.offset
+        low, _high = _retrying(lambda: self._consumer.get_watermark_offsets(tp, timeout=10), "read low offsets")
         return low
 
     def process(self, element, next_state=beam.DoFn.StateParam(NEXT), done_state=beam.DoFn.StateParam(DONE)):  # noqa: B008
@@ -230,7 +252,8 @@ class _CommitContiguousFn(beam.DoFn):
             done_state.add(o)
         next_state.write(nxt)
         if nxt > start:
-            self._consumer.commit(offsets=[TopicPartition(self._config.topic, partition, nxt)], asynchronous=False)
+            offsets = [TopicPartition(self._config.topic, partition, nxt)]
+            _retrying(lambda: self._consumer.commit(offsets=offsets, asynchronous=False), "commit offsets")
             self._committed.inc(nxt - start)
             yield partition, nxt
 
