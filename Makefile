@@ -7,7 +7,11 @@ OUT := out
 SEED ?= 7
 WORKERS ?= 2
 
-.PHONY: demo test lint install clean bench
+PRISM := .cache/bin/prism
+BEAM_VERSION := 2.77.0
+KAFKA_JARS := .cache/kafka/libs/.fetched
+
+.PHONY: demo test lint install clean bench bench-stream prism kafka-jars
 
 $(BIN)/.installed: pyproject.toml requirements-model.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +22,20 @@ $(BIN)/.installed: pyproject.toml requirements-model.txt
 	touch $@
 
 install: $(BIN)/.installed
+
+# Prism, Beam's local streaming runner, built from the Beam Go module (never downloaded at run time).
+$(PRISM):
+	mkdir -p $(dir $(PRISM))
+	GOBIN=$(CURDIR)/$(dir $(PRISM)) go install github.com/apache/beam/sdks/v2/go/cmd/prism@v$(BEAM_VERSION)
+
+prism: $(PRISM)
+
+# A Kafka broker (KRaft) for streaming tests and demos, from Maven Central jars.
+$(KAFKA_JARS): deploy/kafka/pom.xml
+	mvn -q -B -f deploy/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/.cache/kafka/libs
+	touch $@
+
+kafka-jars: $(KAFKA_JARS)
 
 demo: install
 	$(BIN)/ccpipe fixtures --out $(OUT)/fixtures --seed $(SEED)
@@ -31,11 +49,14 @@ demo: install
 lint: install
 	$(BIN)/ruff check .
 
-test: install lint
+test: install lint $(PRISM) $(KAFKA_JARS)
 	$(BIN)/python -m pytest -q
 
 bench: install
 	$(BIN)/python -m bench.pii
+
+bench-stream: install $(PRISM) $(KAFKA_JARS)
+	$(BIN)/python -m bench.stream
 
 clean:
 	rm -rf $(OUT) .pytest_cache

@@ -38,8 +38,10 @@ class KafkaConfig:
     topic: str
     group: str
     poll_seconds: float = 0.05
-    max_records_per_advance: int = 1
     watermark_lag_seconds: float = 1.0
+    # A read bundle hands its records downstream when it ends: short bundles keep latency low.
+    bundle_seconds: float = 0.5
+    idle_poll_seconds: float = 0.2
 
     @classmethod
     def from_url(cls, url: str) -> "KafkaConfig":
@@ -189,7 +191,13 @@ class ReadFromKafkaTopic(beam.PTransform[beam.pvalue.PBegin, PCollection[RawInpu
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> PCollection[RawInput]:
         """The unbounded stream of messages."""
-        return pbegin | "Read" >> beam.io.Read(_KafkaSource(self._config))
+        from apache_beam.io.unbounded_source import ReadFromUnboundedSource
+
+        return pbegin | "Read" >> ReadFromUnboundedSource(
+            _KafkaSource(self._config),
+            poll_interval=self._config.idle_poll_seconds,
+            max_read_time_seconds=self._config.bundle_seconds,
+        )
 
 
 def _retrying(call, what: str, seconds: float = 300.0):

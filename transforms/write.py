@@ -50,15 +50,26 @@ class _WriteParquetFn(beam.DoFn):
         self._rows = Metrics.counter("ccpipe.write", "rows")
         self._files = Metrics.counter("ccpipe.write", "files")
         self._progress = Progress("written rows")
+        self._known: dict[str, tuple[set[tuple], set[str]]] = {}
 
     def _existing_keys(self, folder: str, dataset: str) -> set[tuple]:
-        """Row keys already in a partition (streaming: records replayed after a restart)."""
+        """Row keys already in a partition (streaming: records replayed after a restart).
+
+        Reads each file of the partition once per worker: later calls read only new files.
+        """
+        keys, seen = self._known.setdefault(folder, (set(), set()))
         pattern = FileSystems.join(folder, "part-*.parquet")
-        keys: set[tuple] = set()
-        for match in FileSystems.match([pattern])[0].metadata_list:
+        try:
+            matches = FileSystems.match([pattern])[0].metadata_list
+        except Exception:  # noqa: BLE001 - Beam raises when the folder does not exist yet
+            matches = []
+        for match in matches:
+            if match.path in seen:
+                continue
             with FileSystems.open(match.path) as handle:
                 table = pq.read_table(io.BytesIO(handle.read()), columns=list(ROW_KEY[dataset]))
             keys.update(_row_key(dataset, v) for v in table.to_pylist())
+            seen.add(match.path)
         return keys
 
     def process(self, element, window=beam.DoFn.WindowParam):

@@ -27,13 +27,14 @@ POM = Path(__file__).with_name("pom.xml")
 
 def fetch() -> Path:
     """Download the broker's jars with Maven (skipped when present)."""
-    if LIBS.exists() and any(LIBS.glob("kafka_2.13-*.jar")):
+    if (LIBS / ".fetched").exists():
         return LIBS
     LIBS.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         ["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies", f"-DoutputDirectory={LIBS}"],
         check=True,
     )
+    (LIBS / ".fetched").touch()
     return LIBS
 
 
