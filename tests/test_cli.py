@@ -72,3 +72,23 @@ def test_batch_errors_are_clear(tmp_path):
     )
     assert done.returncode == 2
     assert "tenants file" in done.stderr and "does not exist" in done.stderr
+
+
+def test_batch_on_prism(tmp_path):
+    """The batch pipeline also runs on Prism (the same runner as streaming), offline."""
+    prism = Path(__file__).resolve().parents[1] / ".cache" / "bin" / "prism"
+    assert prism.exists(), "build Prism first: make prism (.ci/run does)"
+    env = blocked_env(tmp_path / "home")
+    corpus, out = tmp_path / "corpus", tmp_path / "out"
+    subprocess.run([*CCPIPE, "fixtures", "--out", str(corpus), "--seed", "5", "--tenants", "8", "--calls", "8",
+                    "--chats", "8", "--telemetry", "8"], env=env, check=True, capture_output=True)
+    done = subprocess.run(
+        [*CCPIPE, "batch", "--input", str(corpus / "input" / "*"), "--input", str(corpus / "bad" / "bad.jsonl"),
+         "--tenants", str(corpus / "tenants.yaml"), "--output", str(out), "--run_id", "prism-1",
+         "--runner", "PrismRunner", "--prism_location", str(prism)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    manifest = json.loads((out / "_manifests" / "prism-1.json").read_text())
+    assert manifest["runner"] == "PrismRunner" and manifest["reconciled"] is True
+    assert manifest["records_read"] == 8 + 8 + 8 + 4 + 13
