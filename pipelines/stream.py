@@ -32,7 +32,7 @@ from ccpipe.types import RawInput, Tenant
 from pipelines.stages import ProcessingConfig, ProcessRecords
 from transforms.kafka_io import CommitKafkaOffsets, KafkaConfig, ReadFromKafkaTopic
 from transforms.parse import ParseConfig
-from transforms.read import _is_blank
+from transforms.read import is_blank
 from transforms.route import RouteToRegion, SinkConfig
 from transforms.usage import AggregateUsageByEventTime
 from transforms.write import WriteRegionalParquet
@@ -103,7 +103,7 @@ def build(pipeline: beam.Pipeline, config: StreamConfig) -> None:
             config.source.removeprefix("watch://"), config.watch_interval_seconds
         )
     windowed = raw | "ArrivalWindows" >> beam.WindowInto(beam.window.FixedWindows(config.window_seconds))
-    split = windowed | "SplitBlank" >> beam.Partition(lambda r, _n: 1 if _is_blank(r) else 0, 2)
+    split = windowed | "SplitBlank" >> beam.Partition(lambda r, _n: 1 if is_blank(r) else 0, 2)
     processing = ProcessingConfig(
         config.tenants, config.sinks, config.keystore, config.pii, config.parse, config.restricted
     )

@@ -39,7 +39,8 @@ def _parquet_row_to_raw(row: dict[str, Any], source: str) -> RawInput:
 _BLANK = Metrics.counter("ccpipe.read", "blank_lines")
 
 
-def _is_blank(raw: RawInput) -> bool:
+def is_blank(raw: RawInput) -> bool:
+    """Whether a line is empty or white space (not a record; counted, not processed)."""
     if raw.data.strip():
         return False
     _BLANK.inc()
@@ -73,6 +74,6 @@ class ReadInputs(beam.PTransform[beam.pvalue.PBegin, Inputs]):
                     | f"LinesToRaw{i}" >> beam.MapTuple(lambda src, data: RawInput(source=src, data=data))
                 )
         everything = parts | "FlattenInputs" >> beam.Flatten()
-        split = everything | "SplitBlank" >> beam.Partition(lambda raw, _n: 1 if _is_blank(raw) else 0, 2)
+        split = everything | "SplitBlank" >> beam.Partition(lambda raw, _n: 1 if is_blank(raw) else 0, 2)
         blank = split[1] | "BlankSource" >> beam.Map(lambda raw: raw.source)
         return Inputs(lines=split[0], blank_lines=blank)
