@@ -125,7 +125,15 @@ def _need_prism():
 def test_every_record_exactly_once(kafka_broker, stream_corpus, tmp_path):
     topic, group = "cc-once", "ccpipe-once"
     lines = read_lines([str(stream_corpus / "input" / "*"), str(stream_corpus / "bad" / "bad.jsonl")])
-    assert replay(lines, kafka_broker.bootstrap, topic, rate=400) == len(lines)
+    # The producer as a user runs it: the same corpus (same seed) replayed by the CLI, bad slice included.
+    sent = subprocess.run(
+        [sys.executable, "-m", "ccpipe.cli", "fixtures", "--out", str(tmp_path / "replayed"), "--seed", "21",
+         "--tenants", "8", "--calls", "25", "--chats", "25", "--telemetry", "25", "--registrations", "5",
+         "--to-kafka", f"kafka://{kafka_broker.bootstrap}/{topic}", "--rate", "400", "--with-bad"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert sent.returncode == 0, sent.stderr
+    assert f"sent {len(lines)} of {len(lines)} records" in sent.stdout
     out = tmp_path / "out"
     job = StreamJob(stream_corpus, out, tmp_path / "home", f"kafka://{kafka_broker.bootstrap}/{topic}?group={group}")
     try:
@@ -190,3 +198,23 @@ def test_broker_outage_the_job_waits_and_resumes(kafka_broker, stream_corpus, tm
         job.kill()
     seen = sink_counts(out)
     assert [i for i in ids if seen[i] != 1] == []
+
+
+def test_watched_folder(stream_corpus, tmp_path):
+    """watch://DIR: files landing in a folder are processed as they arrive, each record once."""
+    landing, out = tmp_path / "landing", tmp_path / "out"
+    landing.mkdir()
+    job = StreamJob(stream_corpus, out, tmp_path / "home", f"watch://{landing}")
+    try:
+        calls = (stream_corpus / "input" / "calls.jsonl").read_bytes()
+        (landing / "calls.jsonl").write_bytes(calls)
+        call_ids = [json.loads(line)["record_id"] for line in calls.splitlines()]
+        assert wait_for(lambda: set(call_ids) <= set(sink_counts(out)), 180, job)
+        chats = (stream_corpus / "input" / "chats.jsonl").read_bytes()
+        (landing / "chats.jsonl").write_bytes(chats)
+        chat_ids = [json.loads(line)["record_id"] for line in chats.splitlines()]
+        assert wait_for(lambda: set(chat_ids) <= set(sink_counts(out)), 180, job)
+    finally:
+        job.kill()
+    seen = sink_counts(out)
+    assert [i for i in call_ids + chat_ids if seen[i] != 1] == []
