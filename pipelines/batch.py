@@ -155,18 +155,7 @@ def run(config: BatchConfig, options: PipelineOptions) -> dict:
         return json.loads(handle.read())
 
 
-@dataclass(frozen=True)
-class CommonSettings:
-    """What batch and streaming runs resolve the same way from their flags."""
-
-    tenants: tuple[Tenant, ...]
-    sinks: SinkConfig
-    keystore: KeystoreConfig
-    pii: PiiConfig
-    restricted: frozenset[tuple[str, str]]
-
-
-def common_from_options(options: BatchOptions, streaming: bool = False) -> CommonSettings:
+def common_from_options(options: BatchOptions, streaming: bool = False) -> ProcessingConfig:
     """Sinks, keystore, tenants, restrictions and PII settings from flags (errors name the flag)."""
     from ccpipe.controlplane import dsar, tenants_repo
     from ccpipe.controlplane.db import open_control_plane
@@ -206,7 +195,7 @@ def common_from_options(options: BatchOptions, streaming: bool = False) -> Commo
     )
     sinks = SinkConfig(default_root=output, region_roots=tuple(overrides), regions=regions, shards=options.shards,
                        streaming=streaming)
-    return CommonSettings(tuple(tenants.values()), sinks, keystore, pii, restricted)
+    return ProcessingConfig(tuple(tenants.values()), sinks, keystore, pii, ParseConfig(), restricted)
 
 
 def config_from_options(options: BatchOptions) -> BatchConfig:

@@ -20,8 +20,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from ccpipe.jsonl import read_lines
 from fixtures.generate import generate
-from fixtures.replay import read_lines, replay
+from fixtures.replay import replay
 
 ROOT = Path(__file__).resolve().parents[1]
 PRISM = ROOT / ".cache" / "bin" / "prism"

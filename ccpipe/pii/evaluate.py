@@ -17,8 +17,6 @@ files are evaluation data: the report prints missed values with their context.
 from __future__ import annotations
 
 import argparse
-import glob
-import gzip
 import json
 import re
 from collections import Counter
@@ -26,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ccpipe.jsonl import read_lines
 from ccpipe.pii.engine import PiiConfig, PiiTagger, TextGroup, redact
 from ccpipe.policy import known_values
 from ccpipe.schemas import iter_free_text
@@ -100,18 +99,13 @@ class Report:
 def read_records(patterns: list[str]) -> list[dict[str, Any]]:
     """Every JSON object with a ``type`` and ``record_id`` from JSONL(.gz) files (bad lines skipped)."""
     out = []
-    for pattern in patterns:
-        for path in sorted(glob.glob(pattern)):
-            data = Path(path).read_bytes()
-            if path.endswith(".gz"):
-                data = gzip.decompress(data)
-            for line in data.splitlines():
-                try:
-                    obj = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(obj, dict) and "type" in obj and "record_id" in obj:
-                    out.append(obj)
+    for line in read_lines(patterns):
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict) and "type" in obj and "record_id" in obj:
+            out.append(obj)
     return out
 
 

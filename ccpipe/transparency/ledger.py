@@ -193,6 +193,21 @@ def add(
     return request_id
 
 
+def _update(
+    cp: ControlPlane,
+    actor: audit.Actor,
+    request_id: str,
+    changes: dict[str, Any],
+    action: str,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Change one entry and audit the change, together or not at all."""
+    assignments = ", ".join(f"{column} = ?" for column in changes)
+    with cp.transaction():
+        cp.execute(f"UPDATE gov_requests SET {assignments} WHERE request_id = ?", (*changes.values(), request_id))
+        audit.append(cp, actor, action, target=request_id, details=details)
+
+
 def _require_authority(request: GovRequest) -> None:
     if request.authority_valid is not True and not request.emergency:
         raise LedgerRuleError(f"{request.request_id}: no disclosure without a recorded valid legal authority")
@@ -219,13 +234,19 @@ def check_authority(cp: ControlPlane, actor: audit.Actor, request_id: str, valid
         raise LedgerRuleError(
             f"in the US customer content needs a search warrant or court order, not a {request.request_type}"
         )
-    with cp.transaction():
-        cp.execute(
-            "UPDATE gov_requests SET authority_valid = ?, authority_checked_by = ?, authority_checked_at = ?, "
-            "authority_notes = ? WHERE request_id = ?",
-            (int(valid), actor.name, _dt.datetime.now(_dt.UTC).isoformat(), notes, request_id),
-        )
-        audit.append(cp, actor, "gov_request_authority", target=request_id, details={"valid": valid})
+    _update(
+        cp,
+        actor,
+        request_id,
+        {
+            "authority_valid": int(valid),
+            "authority_checked_by": actor.name,
+            "authority_checked_at": _dt.datetime.now(_dt.UTC).isoformat(),
+            "authority_notes": notes,
+        },
+        "gov_request_authority",
+        {"valid": valid},
+    )
 
 
 def decide(
@@ -259,26 +280,20 @@ def decide(
         scope_disclosed = scope_disclosed or request.scope_requested
     elif disclosures or scope_disclosed:
         raise LedgerRuleError(f"{request_id}: a {decision} request discloses nothing")
-    with cp.transaction():
-        cp.execute(
-            "UPDATE gov_requests SET decision = ?, decided_by = ?, decided_at = ?, scope_disclosed = ?, "
-            "disclosure_request_ids = ? WHERE request_id = ?",
-            (
-                decision,
-                actor.name,
-                _dt.datetime.now(_dt.UTC).isoformat(),
-                scope_disclosed,
-                json.dumps(disclosures),
-                request_id,
-            ),
-        )
-        audit.append(
-            cp,
-            actor,
-            "gov_request_decide",
-            target=request_id,
-            details={"decision": decision, "disclosures": disclosures},
-        )
+    _update(
+        cp,
+        actor,
+        request_id,
+        {
+            "decision": decision,
+            "decided_by": actor.name,
+            "decided_at": _dt.datetime.now(_dt.UTC).isoformat(),
+            "scope_disclosed": scope_disclosed,
+            "disclosure_request_ids": json.dumps(disclosures),
+        },
+        "gov_request_decide",
+        {"decision": decision, "disclosures": disclosures},
+    )
 
 
 def notify(
@@ -298,22 +313,20 @@ def notify(
             raise LedgerRuleError("a notification prohibition needs its legal basis (order, statute)")
         if request.emergency and request.decision in DISCLOSING:
             raise LedgerRuleError("an emergency disclosure must be notified to the customer promptly")
-        values: tuple[Any, ...] = (None, 1, basis, int(challenged))
+        changes = {
+            "notified_at": None,
+            "notification_prohibited": 1,
+            "prohibition_basis": basis,
+            "prohibition_challenged": int(challenged),
+        }
     else:
-        values = (_timestamp(notified_at, "notified_at")[1], 0, None, 0)
-    with cp.transaction():
-        cp.execute(
-            "UPDATE gov_requests SET notified_at = ?, notification_prohibited = ?, prohibition_basis = ?, "
-            "prohibition_challenged = ? WHERE request_id = ?",
-            (*values, request_id),
-        )
-        audit.append(
-            cp,
-            actor,
-            "gov_request_notify",
-            target=request_id,
-            details={"prohibited": prohibited, "challenged": challenged},
-        )
+        changes = {
+            "notified_at": _timestamp(notified_at, "notified_at")[1],
+            "notification_prohibited": 0,
+            "prohibition_basis": None,
+            "prohibition_challenged": 0,
+        }
+    _update(cp, actor, request_id, changes, "gov_request_notify", {"prohibited": prohibited, "challenged": challenged})
 
 
 def close(cp: ControlPlane, actor: audit.Actor, request_id: str) -> None:
@@ -323,12 +336,13 @@ def close(cp: ControlPlane, actor: audit.Actor, request_id: str) -> None:
         raise LedgerRuleError(f"{request_id} has no decision yet")
     if request.notified_at is None and not request.notification_prohibited:
         raise LedgerRuleError(f"{request_id}: notify the customer, or record the legal prohibition, before closing")
-    with cp.transaction():
-        cp.execute(
-            "UPDATE gov_requests SET status = 'closed', closed_at = ? WHERE request_id = ?",
-            (_dt.datetime.now(_dt.UTC).isoformat(), request_id),
-        )
-        audit.append(cp, actor, "gov_request_close", target=request_id)
+    _update(
+        cp,
+        actor,
+        request_id,
+        {"status": "closed", "closed_at": _dt.datetime.now(_dt.UTC).isoformat()},
+        "gov_request_close",
+    )
 
 
 def notified_promptly(request: GovRequest) -> bool | None:
