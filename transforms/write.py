@@ -103,6 +103,11 @@ class _WriteParquetFn(beam.DoFn):
         if FileSystems.exists(final):
             FileSystems.delete([final])
         FileSystems.rename([temp], [final])
+        if self._sinks.streaming and dataset != DATASET_USAGE:
+            # This worker knows what it just wrote: record it instead of reading the file back later.
+            known_keys, seen = self._known.setdefault(folder, (set(), set()))
+            known_keys.update(keys)
+            seen.add(final)
         self._rows.inc(len(keys))
         self._files.inc()
         _LOG.debug("wrote %d rows to region=%s dataset=%s dt=%s", len(keys), region, dataset, dt)

@@ -168,16 +168,24 @@ def find_subject_records(root: str | Path, region: str, tenant_id: str, subject_
     return found
 
 
+def _subject_mask(tenant_id: str, records: dict[str, set[str]]):
+    """A table -> boolean mask of the rows of the subject's records (in any dataset)."""
+    ids = pa.array(sorted(set().union(*records.values())) if records else [], pa.string())
+
+    def mask(table: pa.Table) -> pa.Array:
+        return pc.fill_null(pc.and_(pc.equal(table["tenant_id"], tenant_id), pc.is_in(table["record_id"], ids)), False)
+
+    return mask
+
+
 def _subject_rows(root: str | Path, region: str, tenant_id: str, records: dict[str, set[str]]) -> list[tuple]:
-    all_ids = set().union(*records.values()) if records else set()
+    mask = _subject_mask(tenant_id, records)
     out = []
     for file in store.partition_files(root, region=region):
         if file.dataset == "usage_daily":
             continue
         table = store.read(file)
-        mask = pc.and_(pc.equal(table["tenant_id"], tenant_id), pc.is_in(table["record_id"], pa.array(sorted(all_ids))))
-        for row in table.filter(pc.fill_null(mask, False)).to_pylist():
-            out.append((file, row))
+        out.extend((file, row) for row in table.filter(mask(table)).to_pylist())
     return out
 
 
@@ -274,13 +282,12 @@ def execute(
             handle.write(report)
         result.update(rows=len(rows), out=out)
     elif request.kind == "deletion":
-        all_ids = pa.array(sorted(set().union(*records.values())))
+        mask = _subject_mask(tenant.tenant_id, records)
         removed = 0
         for file in list(store.partition_files(root, region=tenant.region)):
             if file.dataset == "usage_daily":
                 continue
-            removed += store.rewrite_without(file, lambda t: pc.fill_null(pc.and_(
-                pc.equal(t["tenant_id"], tenant.tenant_id), pc.is_in(t["record_id"], all_ids)), False))
+            removed += store.rewrite_without(file, mask)
         result["rows_removed"] = removed
     elif request.kind == "rectification":
         if not changes or set(changes) - set(RECTIFIABLE):
