@@ -69,10 +69,7 @@ def _stream(argv: list[str]) -> int:
     args, beam_flags = parser.parse_known_args(argv)
     options = BatchOptions(argv)
     common = common_from_options(options.view_as(BatchOptions), streaming=True)
-    config = StreamConfig(
-        source=args.source, tenants=common.tenants, sinks=common.sinks, keystore=common.keystore, pii=common.pii,
-        restricted=common.restricted, window_seconds=args.window_seconds,
-    )
+    config = StreamConfig(source=args.source, processing=common, window_seconds=args.window_seconds)
     run(config, stream_options(args.runner, args.prism_location, beam_flags))
     return 0
 

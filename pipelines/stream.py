@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import apache_beam as beam
@@ -26,14 +26,11 @@ from apache_beam.io import fileio
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from ccpipe.errors import ConfigError
-from ccpipe.keystore import KeystoreConfig
-from ccpipe.pii.engine import PiiConfig
-from ccpipe.types import RawInput, Tenant
+from ccpipe.types import RawInput
 from pipelines.stages import ProcessingConfig, ProcessRecords
 from transforms.kafka_io import CommitKafkaOffsets, KafkaConfig, ReadFromKafkaTopic
-from transforms.parse import ParseConfig
 from transforms.read import is_blank
-from transforms.route import RouteToRegion, SinkConfig
+from transforms.route import RouteToRegion
 from transforms.usage import AggregateUsageByEventTime
 from transforms.write import WriteRegionalParquet
 
@@ -47,12 +44,7 @@ class StreamConfig:
     """Everything the streaming pipeline needs, validated."""
 
     source: str
-    tenants: tuple[Tenant, ...]
-    sinks: SinkConfig
-    keystore: KeystoreConfig
-    pii: PiiConfig = field(default_factory=PiiConfig)
-    parse: ParseConfig = field(default_factory=ParseConfig)
-    restricted: frozenset[tuple[str, str]] = frozenset()
+    processing: ProcessingConfig
     window_seconds: float = 2.0
     usage_lateness_seconds: int = 86400
     watch_interval_seconds: float = 2.0
@@ -60,7 +52,7 @@ class StreamConfig:
     def __post_init__(self) -> None:
         if not self.source.startswith(("kafka://", "watch://")):
             raise ConfigError(f"source {self.source!r} must be kafka://HOST:PORT/TOPIC?group=G or watch://DIR")
-        if not self.sinks.streaming:
+        if not self.processing.sinks.streaming:
             raise ConfigError("sinks.streaming must be True for the streaming pipeline")
         if not 0.5 <= self.window_seconds <= 3600:
             raise ConfigError(f"window_seconds {self.window_seconds!r} must be between 0.5 and 3600")
@@ -104,18 +96,16 @@ def build(pipeline: beam.Pipeline, config: StreamConfig) -> None:
         )
     windowed = raw | "ArrivalWindows" >> beam.WindowInto(beam.window.FixedWindows(config.window_seconds))
     split = windowed | "SplitBlank" >> beam.Partition(lambda r, _n: 1 if is_blank(r) else 0, 2)
-    processing = ProcessingConfig(
-        config.tenants, config.sinks, config.keystore, config.pii, config.parse, config.restricted
-    )
+    processing = config.processing
     processed = split[0] | "ProcessRecords" >> ProcessRecords(processing)
     usage = processed.pseudonymized | "AggregateUsage" >> AggregateUsageByEventTime(config.usage_lateness_seconds)
     results = (
         (processed.rows, processed.dead_rows)
         | "FlattenRows" >> beam.Flatten()
-        | "RouteToRegion" >> RouteToRegion(config.sinks)
-        | "WriteRegionalParquet" >> WriteRegionalParquet(config.sinks)
+        | "RouteToRegion" >> RouteToRegion(processing.sinks)
+        | "WriteRegionalParquet" >> WriteRegionalParquet(processing.sinks)
     )
-    _ = usage | "RouteUsage" >> RouteToRegion(config.sinks) | "WriteUsage" >> WriteRegionalParquet(config.sinks)
+    _ = usage | "RouteUsage" >> RouteToRegion(processing.sinks) | "WriteUsage" >> WriteRegionalParquet(processing.sinks)
     if kafka is not None:
         blank_sources = split[1] | "BlankSources" >> beam.Map(lambda raw: raw.source)
         _ = (results, blank_sources) | "Handled" >> beam.Flatten() | "CommitKafkaOffsets" >> CommitKafkaOffsets(kafka)
@@ -136,8 +126,9 @@ def run(config: StreamConfig, options: PipelineOptions) -> None:
     """Prepare keys, then run until the job is cancelled or the process is stopped."""
     from pipelines.batch import prepare_keys
 
-    prepare_keys(config.tenants, config.sinks, config.keystore)
-    _LOG.info("streaming from %s to %s", config.source.split("?")[0], config.sinks.default_root)
+    processing = config.processing
+    prepare_keys(processing.tenants, processing.sinks, processing.keystore)
+    _LOG.info("streaming from %s to %s", config.source.split("?")[0], processing.sinks.default_root)
     pipeline = beam.Pipeline(options=options)
     build(pipeline, config)
     pipeline.run().wait_until_finish()
