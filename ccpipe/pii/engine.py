@@ -37,6 +37,14 @@ MODEL_ALIASES: dict[str, tuple[str, ...]] = {"en_core_web_sm": ("en_core_web_sm"
 # contact-center text they are durations, order numbers and timestamps, not personal data.
 NER_LABELS = {"PERSON": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION", "FAC": "LOCATION"}
 NER_SCORE = 0.85
+# NER labels that veto a single gazetteer name inside them ("Florence" the city, "Ford" the company).
+VETO_LABELS = frozenset({"GPE", "LOC", "FAC", "ORG", "PRODUCT", "WORK_OF_ART", "EVENT", "NORP", "LANGUAGE", "LAW"})
+# A place near one of these words is where someone lives, is, or gets things delivered: personal.
+_RESIDENCE = re.compile(
+    r"(?i)\b(?:live|lives|living|lived|based|from|moved|moving|reside|resident|home|address|located|stay|staying|"
+    r"near|deliver|delivery|ship|post|sent|send|here in|i'm in|i am in|we're in|we are in)\b[^.!?\n]{0,40}$"
+    r"|(?:\d|\b(?:St|Rd|Ave|Street|Road|Avenue|Lane|Drive|Close|Grove|Place|Way)\.?),\s*$"
+)
 CONTEXT_NAME_SCORE = 0.8
 
 # Capitalised words that start sentences or name roles, never people: they neither trigger NER
@@ -261,24 +269,31 @@ class PiiTagger:
 
     def __init__(self, config: PiiConfig) -> None:
         """Load the NER model and the recognizers of the registry."""
+        from ccpipe.pii.names import load_gazetteer
         from ccpipe.pii.recognizers import load_recognizers
         from ccpipe.pii.recognizers.tenant_id_recognizer import TenantIdRecognizer
 
         self.config = config
         self.nlp = load_ner(config.model)
         self.recognizers = load_recognizers(config.recognizers, config.language)
+        self.gazetteer = load_gazetteer()
         self._allow = frozenset(a.casefold() for a in config.allow)
         self._tenant_allow = {t.tenant_id: frozenset(a.casefold() for a in t.allow) for t in config.tenants}
         self._tenant_ids = {
             t.tenant_id: TenantIdRecognizer(t.id_patterns, config.language) for t in config.tenants if t.id_patterns
         }
 
-    def _ner(self, texts: Sequence[str]) -> list[list[Finding]]:
+    def _ner(self, texts: Sequence[str]) -> tuple[list[list[Finding]], list[list[tuple[int, int]]]]:
+        """NER findings per text, and the spans NER says are places, organisations or works (vetoes)."""
         out: list[list[Finding]] = [[] for _ in texts]
+        vetoes: list[list[tuple[int, int]]] = [[] for _ in texts]
         wanted = [i for i, t in enumerate(texts) if may_hold_name(t)]
         docs = self.nlp.pipe((texts[i] for i in wanted), batch_size=self.config.batch_size)
         for i, doc in zip(wanted, docs, strict=True):
+            text = texts[i]
             for ent in doc.ents:
+                if ent.label_ in VETO_LABELS:
+                    vetoes[i].append((ent.start_char, ent.end_char))
                 entity = NER_LABELS.get(ent.label_)
                 if entity is None or (entity == "PERSON" and _HAS_DIGIT.search(ent.text)) or _TIME.search(ent.text):
                     continue
@@ -286,11 +301,23 @@ class PiiTagger:
                 tokens = list(ent)
                 while tokens and tokens[0].text.lower() in COMMON_WORDS:
                     tokens.pop(0)
-                if tokens:
-                    out[i].append(Finding(entity, tokens[0].idx, ent.end_char, NER_SCORE))
-        return out
+                if not tokens:
+                    continue
+                start = tokens[0].idx
+                if entity == "PERSON" and not self._plausible_person(text[start : ent.end_char]):
+                    continue
+                if entity == "LOCATION" and not _RESIDENCE.search(text, max(0, start - 60), start):
+                    continue  # a place is personal where someone lives or is, not where they fly to
+                out[i].append(Finding(entity, start, ent.end_char, NER_SCORE))
+        return out, vetoes
 
-    def _patterns(self, text: str, tenant_id: str) -> list[Finding]:
+    def _plausible_person(self, name: str) -> bool:
+        """Not a run of common English words that no one is named ("Guilty Pleasures", "Discipline")."""
+        words = [w for w in re.findall(r"[^\W\d_]+", name) if len(w) > 1]
+        g = self.gazetteer
+        return not words or any(g.is_name(w) or g.frequency(w) < 4.0 for w in words)
+
+    def _patterns(self, text: str, tenant_id: str, vetoes: Sequence[tuple[int, int]] = ()) -> list[Finding]:
         out = []
         recognizers = list(self.recognizers)
         if tenant_id in self._tenant_ids:
@@ -298,21 +325,25 @@ class PiiTagger:
         for recognizer in recognizers:
             if not recognizer.precheck(text):
                 continue
+            gazetteer = recognizer.name == "NameGazetteerRecognizer"
             for r in recognizer.analyze(text, recognizer.supported_entities, None):
+                if gazetteer and r.score < 0.7 and (r.start, r.end) in vetoes and \
+                        self.gazetteer.frequency(text[r.start : r.end]) >= 3.5:
+                    continue  # NER reads this common single name as a place or an organisation ("Florence")
                 out.append(Finding(r.entity_type, r.start, r.end, round(float(r.score), 4)))
         return out
 
     def tag_groups(self, groups: Sequence[TextGroup]) -> list[list[tuple[Finding, ...]]]:
         """Resolved findings for every text of every group, in order."""
         flat = [t for g in groups for t in g.texts]
-        ner = self._ner(flat)
+        ner, vetoes = self._ner(flat)
         result: list[list[tuple[Finding, ...]]] = []
         pos = 0
         threshold = self.config.score_threshold
         for group in groups:
             raw = []
             for j, text in enumerate(group.texts):
-                found = ner[pos + j] + self._patterns(text, group.tenant_id)
+                found = ner[pos + j] + self._patterns(text, group.tenant_id, vetoes[pos + j])
                 found += find_known_values(text, group.known)
                 raw.append(found)
             allow = self._allow | self._tenant_allow.get(group.tenant_id, frozenset())

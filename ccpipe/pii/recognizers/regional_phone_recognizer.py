@@ -16,6 +16,7 @@ PATTERNS: list = []  # libphonenumber does the matching; no regex patterns
 CONTEXT = ["phone", "number", "call", "mobile", "cell", "tel", "ring", "reach", "whatsapp", "callback"]
 REGIONS = ("NL", "US", "GB", "SG", "HK", "AU", "BR")
 _DIGITS = re.compile(r"\d")
+_DATE = re.compile(r"^\d{1,4}([./-])\d{1,2}\1\d{1,4}$")
 # With one of these words just before it, a number that is only *possible* (not in an allocated
 # range, e.g. a new or fictional range) still counts: people do give such numbers.
 _CUE = re.compile(
@@ -51,8 +52,8 @@ class RegionalPhoneRecognizer(EntityRecognizer):
         spans: dict[tuple[int, int], float] = {}
         for region in self.regions:
             for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.POSSIBLE):
-                if match.raw_string.count(".") >= 3:
-                    continue  # a dotted quad is an IPv4 address, not a phone number
+                if match.raw_string.count(".") >= 3 or _DATE.match(match.raw_string):
+                    continue  # a dotted quad is an IPv4 address and a date is a date, not a phone number
                 if phonenumbers.is_valid_number(match.number):
                     score = 0.95 if match.raw_string.startswith("+") else 0.9
                 elif len(_DIGITS.findall(match.raw_string)) >= 8 and _CUE.search(text, 0, match.start):

@@ -1,0 +1,171 @@
+"""Person names that NER misses: any culture, lower case, alone on a line, in lists, after a title.
+
+spaCy's small model misses a third of names in customer text ("this is kim lee", "Mr. olsen",
+"Svensson, Estrada and Scott", a signature line "Fortunato Pisano"). With the gazetteer of
+``ccpipe.pii.names`` (Faker's names of 80-odd locales, English word frequencies):
+
+* a capitalised full name (2-4 capitalised words or initials, one of them a known name) (0.75);
+* a capitalised known name inside a sentence, unless it is a common English word (Zipf > 5.6) (0.6);
+* a capitalised known name opening a sentence or a line, if rare in English (Zipf <= 3.5) (0.6);
+* two lower-case known names in a row, neither a common word (Zipf <= 5) (0.6);
+* any word after a title, whatever its case ("ms. adrian", "Mr. olsen") (0.8).
+
+The engine drops single-word hits that the NER model labels a place, organisation or work.
+"""
+
+from __future__ import annotations
+
+import re
+
+from presidio_analyzer import EntityRecognizer, RecognizerResult
+
+from ccpipe.pii.engine import COMMON_WORDS
+from ccpipe.pii.names import load_gazetteer
+
+PATTERNS: list = []  # gazetteer and capitalisation rules, not regexes
+CONTEXT = ["name", "mr", "mrs", "ms", "dear", "regards"]
+_WORD = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿĀ-ʯḀ-ỿ'’]+(?:-[A-Za-zÀ-ÖØ-öø-ÿĀ-ʯḀ-ỿ'’]+)*\.?")
+_TITLE = frozenset("mr mrs ms miss mx dr dra sr sra srta prof sir madam mme mlle herr frau".split())
+_INITIAL = re.compile(r"^[A-Z]\.?$")
+_POSSESSIVE = re.compile(r"['’]s?$")
+_NOT_NAMES = frozenset(
+    """i a an the and or but if of to in on at by for with from as is are was were be been am do does did not no
+    yes it its this that these those he she they we you me my your our their his her them us one two three
+    monday tuesday wednesday thursday friday saturday sunday january february march april may june july
+    august september october november december mon tue wed thu fri sat sun jan feb mar apr jun jul aug sep
+    oct nov dec god lord christmas easter internet wifi email phone visa mastercard amex paypal ok okay
+    hi hello hey thanks dear regards best kind cheers sir madam""".split()
+)
+# Where a sentence or line starts: capitalisation there is no evidence of a name.
+_OPENER = re.compile(r"(?:^|[.!?:;\"“(]|\\n|\n|}})\s*$")
+# Words that make a capitalised run an organisation, a product or a place, not a person.
+_ORG = frozenset(
+    """inc ltd llc plc sa ag gmbh corp corporation co company group bank banco holdings fund agency series shares
+    trust partners capital industries international university college school hospital hotel airlines airways
+    street road avenue st rd ave foundation association society club church limited bancorp securities
+    insurance financial services systems technologies solutions""".split()
+)
+_PARTICLE = frozenset("van von de da das do dos der den ter ten di del la le du des bin binti al el".split())
+
+
+class NameGazetteerRecognizer(EntityRecognizer):
+    """PERSON findings from the name gazetteer and capitalisation."""
+
+    ENTITY = "PERSON"
+
+    def __init__(self, supported_language: str = "en") -> None:
+        """Load the gazetteer (once per process)."""
+        self.gazetteer = load_gazetteer()
+        super().__init__(supported_entities=[self.ENTITY], supported_language=supported_language,
+                         name="NameGazetteerRecognizer", context=CONTEXT)
+
+    def load(self) -> None:
+        """Loaded in __init__."""
+
+    @staticmethod
+    def precheck(text: str) -> bool:
+        """Every text with letters can hold a name."""
+        return any(c.isalpha() for c in text)
+
+    def analyze(self, text: str, entities, nlp_artifacts=None) -> list[RecognizerResult]:
+        """Findings by the rules of the module docstring."""
+        words = list(_WORD.finditer(text))
+        out: list[RecognizerResult] = []
+        i = 0
+        while i < len(words):
+            m = words[i]
+            tok = _POSSESSIVE.sub("", m.group().rstrip("."))
+            low = tok.lower()
+            # A title, then a word of any case.
+            if low in _TITLE and i + 1 < len(words) and text[m.end() : words[i + 1].start()].strip() in ("", "."):
+                j = i + 1
+                while j + 1 < len(words) and words[j + 1].group()[:1].isupper() and \
+                        words[j + 1].start() - words[j].end() <= 2 and words[j + 1].group().lower() not in COMMON_WORDS:
+                    j += 1
+                if words[i + 1].group().rstrip(".").lower() not in _NOT_NAMES | COMMON_WORDS:
+                    out.append(RecognizerResult(self.ENTITY, m.start(), words[j].end(), 0.8))
+                    i = j + 1
+                    continue
+            if tok[:1].isupper() and (len(tok) > 1 or _INITIAL.match(m.group())):
+                j = i
+                while j + 1 < len(words) and _joins(text, words[j], words[j + 1]):
+                    j += 1
+                span = [_POSSESSIVE.sub("", w.group().rstrip(".")) for w in words[i : j + 1]]
+                if span[0].lower() in COMMON_WORDS or span[0].lower() in _NOT_NAMES:
+                    i += 1  # "Thanks Maria": the run starts at the next word
+                    continue
+                found = self._capitalised(text, m, span)
+                if found:
+                    out.append(RecognizerResult(self.ENTITY, m.start(), _end(words[j]), found))
+                i = j + 1  # a capitalised run that is not a name ("Fiber Max") is skipped whole
+                continue
+            # Two lower-case known names in a row ("kim lee").
+            if tok.islower() and i + 1 < len(words) and text[m.end() : words[i + 1].start()] == " ":
+                nxt = words[i + 1].group().rstrip(".")
+                if nxt.islower() and self._lower_name(tok, first=True) and self._lower_name(nxt, first=False):
+                    out.append(RecognizerResult(self.ENTITY, m.start(), m.start() + len(tok) + 1 + len(nxt), 0.6))
+                    i += 2
+                    continue
+            i += 1
+        return out
+
+    def _lower_name(self, word: str, first: bool) -> bool:
+        g = self.gazetteer
+        if word in _NOT_NAMES or word in COMMON_WORDS or len(word) < 2:
+            return False
+        known = word in g.first or word in g.last if first else word in g.last
+        return known and g.frequency(word) <= 5.0
+
+    def _capitalised(self, text: str, m: re.Match, span: list[str]) -> float:
+        g = self.gazetteer
+        content = [w for w in span if w.lower() not in _PARTICLE]
+        if any(w.lower() in _NOT_NAMES or w.lower().rstrip(".") in _ORG for w in content):
+            # Split at the first non-name ("Thanks John" is handled by NER and salutations).
+            return 0.0
+        known = [w for w in content if g.is_name(w)]
+        if not known:
+            return 0.0
+        opener = _OPENER.search(text, 0, m.start()) is not None
+        real = [w for w in content if not _INITIAL.match(w)]
+        if len(real) >= 2 and not any(w.lower() in COMMON_WORDS for w in real):
+            # A first name first or a last name last; the other words known names or rare words
+            # ("Junsaku Hayashida"), never common ones ("Fiber Max").
+            if (real[0].lower() in g.first or real[-1].lower() in g.last) and all(
+                g.is_name(w) or g.frequency(w) < 3.0 for w in real
+            ):
+                return 0.75
+        if len(content) != 1:
+            return 0.0
+        word = content[0]
+        if word.lower() in COMMON_WORDS or word.isupper():
+            return 0.0
+        # Opening a sentence, a first name is a name if it is not a common word ("Rebecca is...").
+        if opener:
+            limit = 4.6 if word.lower() in g.first and _verb_follows(text, m) else 3.5
+        else:
+            limit = 5.6
+        return 0.6 if g.frequency(word) <= limit else 0.0
+
+
+_VERB_AFTER = re.compile(r"['’]s\b|\s+(?:is|was|has|had|and|said|says|lives|spent|began|will|would|can|from|"
+                         r"told|wrote|called|went|gave|asked|works|worked|who|:)\b|:")
+
+
+def _verb_follows(text: str, m: re.Match) -> bool:
+    """Whether the word is followed by a verb or a colon, as a subject or a speaker is."""
+    return _VERB_AFTER.match(text, m.end()) is not None
+
+
+def _joins(text: str, a: re.Match, b: re.Match) -> bool:
+    """Whether word b continues the capitalised name that ends with word a."""
+    gap = text[a.end() : b.start()]
+    if gap not in (" ", ". ") and not (a.group().endswith(".") and gap == ""):
+        return False
+    w = b.group().rstrip(".")
+    return (w[:1].isupper() and w.lower() not in COMMON_WORDS) or w.lower() in _PARTICLE
+
+
+def _end(m: re.Match) -> int:
+    """A word's end, without a sentence full stop (but keeping an initial's dot)."""
+    word = m.group()
+    return m.end() - 1 if word.endswith(".") and len(word) > 2 else m.end()
