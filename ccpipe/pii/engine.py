@@ -37,8 +37,11 @@ MODEL_ALIASES: dict[str, tuple[str, ...]] = {"en_core_web_sm": ("en_core_web_sm"
 # contact-center text they are durations, order numbers and timestamps, not personal data.
 NER_LABELS = {"PERSON": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION", "FAC": "LOCATION"}
 NER_SCORE = 0.85
-# NER labels that veto a single gazetteer name inside them ("Florence" the city, "Ford" the company).
-VETO_LABELS = frozenset({"GPE", "LOC", "FAC", "ORG", "PRODUCT", "WORK_OF_ART", "EVENT", "NORP", "LANGUAGE", "LAW"})
+# NER labels that veto a single gazetteer name they cover exactly, if the name is at least this
+# common an English word: the small model calls many rare first names places, so only well-known
+# words are trusted to it ("London" the city, "Ford" the company, not "Rebecca").
+VETO_LABELS = {"GPE": 4.5, "LOC": 4.5, "FAC": 4.5, "ORG": 3.5, "PRODUCT": 3.5, "WORK_OF_ART": 3.5, "EVENT": 3.5,
+               "NORP": 3.5, "LANGUAGE": 3.5, "LAW": 3.5}
 # A place near one of these words is where someone lives, is, or gets things delivered: personal.
 _RESIDENCE = re.compile(
     r"(?i)\b(?:live|lives|living|lived|based|from|moved|moving|reside|resident|home|address|located|stay|staying|"
@@ -283,17 +286,21 @@ class PiiTagger:
             t.tenant_id: TenantIdRecognizer(t.id_patterns, config.language) for t in config.tenants if t.id_patterns
         }
 
-    def _ner(self, texts: Sequence[str]) -> tuple[list[list[Finding]], list[list[tuple[int, int]]]]:
-        """NER findings per text, and the spans NER says are places, organisations or works (vetoes)."""
+    def _ner(self, texts: Sequence[str]) -> tuple[list[list[Finding]], list[dict[tuple[int, int], float]]]:
+        """NER findings per text, and vetoes: spans NER calls a place or an organisation.
+
+        Each veto carries the English word frequency from which a single gazetteer name it covers
+        is not taken for a person.
+        """
         out: list[list[Finding]] = [[] for _ in texts]
-        vetoes: list[list[tuple[int, int]]] = [[] for _ in texts]
+        vetoes: list[dict[tuple[int, int], float]] = [{} for _ in texts]
         wanted = [i for i, t in enumerate(texts) if may_hold_name(t)]
         docs = self.nlp.pipe((texts[i] for i in wanted), batch_size=self.config.batch_size)
         for i, doc in zip(wanted, docs, strict=True):
             text = texts[i]
             for ent in doc.ents:
                 if ent.label_ in VETO_LABELS:
-                    vetoes[i].append((ent.start_char, ent.end_char))
+                    vetoes[i][(ent.start_char, ent.end_char)] = VETO_LABELS[ent.label_]
                 entity = NER_LABELS.get(ent.label_)
                 if entity is None or (entity == "PERSON" and _HAS_DIGIT.search(ent.text)) or _TIME.search(ent.text):
                     continue
@@ -317,7 +324,8 @@ class PiiTagger:
         g = self.gazetteer
         return not words or any(g.is_name(w) or g.frequency(w) < 4.0 for w in words)
 
-    def _patterns(self, text: str, tenant_id: str, vetoes: Sequence[tuple[int, int]] = ()) -> list[Finding]:
+    def _patterns(self, text: str, tenant_id: str, vetoes: dict[tuple[int, int], float] | None = None) -> list[Finding]:
+        vetoes = vetoes or {}
         out = []
         recognizers = list(self.recognizers)
         if tenant_id in self._tenant_ids:
@@ -327,9 +335,9 @@ class PiiTagger:
                 continue
             gazetteer = recognizer.name == "NameGazetteerRecognizer"
             for r in recognizer.analyze(text, recognizer.supported_entities, None):
-                if gazetteer and r.score < 0.7 and (r.start, r.end) in vetoes and \
-                        self.gazetteer.frequency(text[r.start : r.end]) >= 3.5:
-                    continue  # NER reads this common single name as a place or an organisation ("Florence")
+                if gazetteer and r.score < 0.7 and \
+                        self.gazetteer.frequency(text[r.start : r.end]) >= vetoes.get((r.start, r.end), 9.0):
+                    continue  # NER reads this common single name as a place or an organisation ("London")
                 out.append(Finding(r.entity_type, r.start, r.end, round(float(r.score), 4)))
         return out
 

@@ -60,3 +60,29 @@ def load_gazetteer() -> NameGazetteer:
     freq = wordfreq.get_frequency_dict("en", wordlist="best")
     zipf = {w: round(math.log10(freq[w] * 1e9), 2) for w in first | last if freq.get(w)}
     return NameGazetteer(frozenset(first), frozenset(last), zipf)
+
+
+@lru_cache(maxsize=1)
+def english_words() -> frozenset[str]:
+    """Every word wordfreq has seen in English (lower case): what is not here is unknown to English."""
+    import wordfreq
+
+    return frozenset(wordfreq.get_frequency_dict("en", wordlist="best"))
+
+
+@lru_cache(maxsize=1)
+def place_words() -> frozenset[str]:
+    """Single words of the city, state, region and country names of Faker's address providers (lower case)."""
+    import faker.providers.address as address
+
+    out: set[str] = set()
+    for module in pkgutil.iter_modules(address.__path__):
+        provider = importlib.import_module(f"{address.__name__}.{module.name}").Provider
+        for attr in ("cities", "city_names", "states", "countries", "provinces", "regions", "departments"):
+            values = getattr(provider, attr, None)
+            if not isinstance(values, (list, tuple, dict)):
+                continue
+            for name in values:
+                name = name[1] if isinstance(name, tuple) else name
+                out.update(tok.lower() for tok in str(name).split() if _LATIN.match(tok) and len(tok) > 2)
+    return frozenset(out)

@@ -20,13 +20,19 @@ import re
 from presidio_analyzer import EntityRecognizer, RecognizerResult
 
 from ccpipe.pii.engine import COMMON_WORDS
-from ccpipe.pii.names import load_gazetteer
+from ccpipe.pii.names import english_words, load_gazetteer, place_words
 
 PATTERNS: list = []  # gazetteer and capitalisation rules, not regexes
 CONTEXT = ["name", "mr", "mrs", "ms", "dear", "regards"]
 _WORD = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿĀ-ʯḀ-ỿ'’]+(?:-[A-Za-zÀ-ÖØ-öø-ÿĀ-ʯḀ-ỿ'’]+)*\.?")
 _TITLE = frozenset("mr mrs ms miss mx dr dra sr sra srta prof sir madam mme mlle herr frau".split())
 _INITIAL = re.compile(r"^[A-Z]\.?$")
+_LABEL_BEFORE = re.compile(
+    r"(?i)\b(?:name|user|by|from|to|contact|customer|attn|attention|signed|author|patient|passenger|guest|client|"
+    r"caller|cardholder|holder|recipient|sender|dear|spouse|child|kid|son|daughter|wife|husband|mother|father)"
+    r"\s*:\s*$|\bdear\s+$"
+)
+_UNSEEN = re.compile(r"^[A-Z][a-zà-öø-ÿā-ʯḁ-ỿ]{2,}$")
 _POSSESSIVE = re.compile(r"['’]s?$")
 _NOT_NAMES = frozenset(
     """i a an the and or but if of to in on at by for with from as is are was were be been am do does did not no
@@ -56,6 +62,8 @@ class NameGazetteerRecognizer(EntityRecognizer):
     def __init__(self, supported_language: str = "en") -> None:
         """Load the gazetteer (once per process)."""
         self.gazetteer = load_gazetteer()
+        self._english = english_words()
+        self._places = place_words()
         super().__init__(supported_entities=[self.ENTITY], supported_language=supported_language,
                          name="NameGazetteerRecognizer", context=CONTEXT)
 
@@ -109,6 +117,9 @@ class NameGazetteerRecognizer(EntityRecognizer):
             i += 1
         return out
 
+    def _unseen_in_english(self, word: str) -> bool:
+        return word.lower() not in self._english and word.lower() not in self._places
+
     def _lower_name(self, word: str, first: bool) -> bool:
         g = self.gazetteer
         if word in _NOT_NAMES or word in COMMON_WORDS or len(word) < 2:
@@ -124,8 +135,18 @@ class NameGazetteerRecognizer(EntityRecognizer):
             return 0.0
         known = [w for w in content if g.is_name(w)]
         if not known:
+            # A word English has never seen, capitalised inside a sentence or as the subject of a
+            # verb ("Thorkildsen began..."), is a name more often than not (the engine drops it
+            # when NER calls it a place, a product or an organisation).
+            if len(content) == 1 and _UNSEEN.match(content[0]) and g.frequency(content[0]) == 0.0 and \
+                    content[0].lower() not in g.zipf and self._unseen_in_english(content[0]):
+                opener = _OPENER.search(text, 0, m.start()) is not None
+                if not opener or _verb_follows(text, m):
+                    return 0.5
             return 0.0
         opener = _OPENER.search(text, 0, m.start()) is not None
+        if _LABEL_BEFORE.search(text, max(0, m.start() - 30), m.start()):
+            return 0.75  # "Name: ...", "User: ...", "Directed by: ..."
         real = [w for w in content if not _INITIAL.match(w)]
         if len(real) >= 2 and not any(w.lower() in COMMON_WORDS for w in real):
             # A first name first or a last name last; the other words known names or rare words
