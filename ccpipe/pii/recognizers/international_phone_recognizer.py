@@ -24,13 +24,14 @@ from ccpipe.pii.recognizers._base import CcpipePatternRecognizer
 PATTERNS = [
     Pattern(
         "digits with phone separators",
-        r"(?<![\w+./-])(?:\+ ?|00)?(?:\(\+?\d{1,4}\) ?)?\(?\d{1,5}\)?(?:[ .\-/]{1,2}\(?\d{1,6}\)?){0,7}"
+        r"(?<![\w+./-])(?:\+ ?|00)?(?:\(\+?\d{1,4}\) ?)?\(?\d{1,5}\)?(?:(?: ?[.\-/] ?| |(?<=\)))\(?\d{1,6}\)?){0,7}"
         r"(?:[ ]?(?:x|ext\.?|extn\.?|extension|#)[ ]?\d{1,6})?(?![\w@]|[.,]\d)",
         0.5,
     ),
 ]
 CONTEXT = ["phone", "call", "mobile", "cell", "tel", "fax", "office", "desk", "reach", "number", "whatsapp"]
 _DIGITS = re.compile(r"\d")
+_ESCAPE = re.compile(r"\\[nrt,;]")
 _EXT = re.compile(r"(?i)[ ]?(?:x|ext\.?|extn\.?|extension|#)[ ]?\d{1,6}$")
 _CUE_BEFORE = re.compile(
     r"(?i)\b(?:call(?:ed)?|phone|ph|tel|telephone|mobile|mob|cell|cellphone|fax|office|desk|work|home|reach|"
@@ -60,6 +61,9 @@ class InternationalPhoneRecognizer(CcpipePatternRecognizer):
     def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None) -> list[RecognizerResult]:
         """Candidates by shape, kept by digit count, prefix, separators and context."""
         out = []
+        # Escaped line breaks pasted as text ("\\n", "\\,") separate fields: read them as spaces
+        # (same length, so offsets hold).
+        text = _ESCAPE.sub("  ", text)
         for r in super().analyze(text, entities, nlp_artifacts, regex_flags):
             raw = text[r.start : r.end].rstrip(" .-/")
             end = r.start + len(raw)
