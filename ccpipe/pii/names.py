@@ -63,11 +63,20 @@ def load_gazetteer() -> NameGazetteer:
 
 
 @lru_cache(maxsize=1)
-def english_words() -> frozenset[str]:
-    """Every word wordfreq has seen in English (lower case): what is not here is unknown to English."""
+def english_words() -> dict[str, float]:
+    """Every word wordfreq has seen in English (lower case), with its frequency.
+
+    What is not here is unknown to English.
+    """
     import wordfreq
 
-    return frozenset(wordfreq.get_frequency_dict("en", wordlist="best"))
+    return wordfreq.get_frequency_dict("en", wordlist="best")
+
+
+def english_zipf(word: str) -> float:
+    """Any word's English Zipf frequency (0 when unseen)."""
+    freq = english_words().get(word.lower())
+    return round(math.log10(freq * 1e9), 2) if freq else 0.0
 
 
 @lru_cache(maxsize=1)

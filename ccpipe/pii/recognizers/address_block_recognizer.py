@@ -26,6 +26,7 @@ from functools import lru_cache
 from presidio_analyzer import EntityRecognizer, RecognizerResult
 
 from ccpipe.pii.engine import COMMON_WORDS
+from ccpipe.pii.names import english_zipf
 
 PATTERNS: list = []  # token evidence below, not one regex
 CONTEXT = ["address", "live", "street", "deliver", "moved", "postcode", "zip", "ship", "mail"]
@@ -48,8 +49,8 @@ _SUFFIX = re.compile(
 )
 _UNIT = re.compile(r"(?i)^(?:apt|apartment|suite|ste|unit|flat|floor|fl|box|psc|room|rm|bldg|building|level|"
                    r"lvl|house|no|nr|#|p\.?o\.?|po|cmr|unit#)\.?$")
-_MILITARY = re.compile(r"^(?:APO|FPO|DPO)$")
-_SHIP = re.compile(r"^(?:USNS|USS|USNV|USCGC|USCG)$")
+_MILITARY = re.compile(r"(?i)^(?:APO|FPO|DPO)$")
+_SHIP = re.compile(r"(?i)^(?:USNS|USS|USNV|USCGC|USCG)$")
 _POSTCODE = re.compile(
     r"^(?:[A-Z]{1,2}\d[A-Z\d]?|[A-Z]\d[A-Z])$"  # first half of a UK / Canadian postcode ("SW1A", "M34", "K1A")
 )
@@ -63,6 +64,11 @@ _PARTICLES = frozenset(
 # address blocks ("}}", "???"), a comma, or a run of non-space characters.
 _TOKEN = re.compile(r"\\n|\r?\n|\}\}|\?{2,}|[,;]|[^\s,;\\]+(?:\\(?!n)[^\s,;\\]*)*")
 _TRIM = ".,;:!?\"'()[]{}"
+_CUE = re.compile(
+    r"(?i)\b(?:address(?:\s+is)?|live[sd]?\s+(?:on|at|in)|living\s+(?:on|at|in)|sent\s+to|send\s+(?:it\s+)?to|"
+    r"deliver(?:ed|y)?\s+to|ship(?:ped)?\s+to|return\s+to|meet\s+me\s+at|located\s+at|side\s+of|moved\s+to|"
+    r"corner\s+of|zip|postcode|post\s+code)\s*[:,]?\s*$"
+)
 
 
 @lru_cache(maxsize=1)
@@ -76,7 +82,7 @@ def _gazetteer() -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(words), frozenset(abbr)
 
 
-def _kind(tok: str) -> str:
+def _kind(tok: str, uncased: bool = False) -> str:
     if tok in ("\n", "\r\n", "\\n", "}}") or tok.startswith("??"):
         return "BREAK"
     if tok in (",", ";"):
@@ -95,6 +101,8 @@ def _kind(tok: str) -> str:
         return "CAP"
     if core[0].isupper() and (low not in COMMON_WORDS or core.isupper() and len(core) > 2):
         return "CAP"
+    if uncased and low not in COMMON_WORDS and low.isalpha() and english_zipf(low) < 4.5:
+        return "CAP"  # in text written without capitals, a rare word can be a street or a city
     return "STOP"
 
 
@@ -125,27 +133,30 @@ class AddressBlockRecognizer(EntityRecognizer):
         """One finding per run of address-like tokens with enough evidence."""
         out: list[RecognizerResult] = []
         run: list[tuple[re.Match, str]] = []
+        uncased = not any(c.isupper() for c in text)
         for m in _TOKEN.finditer(text):
-            kind = _kind(m.group())
+            kind = _kind(m.group(), uncased)
             if kind == "STOP":
-                self._close(run, text, out)
+                self._close(run, text, out, uncased)
                 run = []
                 continue
             run.append((m, kind))
             if kind != "BREAK" and _ends_sentence(m.group()) and not _UNIT.match(m.group().strip(_TRIM)):
-                self._close(run, text, out)
+                self._close(run, text, out, uncased)
                 run = []
-        self._close(run, text, out)
+        self._close(run, text, out, uncased)
         return out
 
-    def _close(self, run: list[tuple[re.Match, str]], text: str, out: list[RecognizerResult]) -> None:
+    def _close(self, run: list[tuple[re.Match, str]], text: str, out: list[RecognizerResult],
+               uncased: bool = False) -> None:
         while run and run[0][1] in ("BREAK", "COMMA", "PART"):
             run = run[1:]
         while run and run[-1][1] in ("BREAK", "COMMA", "PART"):
             run = run[:-1]
         if len(run) < 2:
             return
-        score = _evidence([m.group().strip(_TRIM) for m, _ in run], [k for _, k in run])
+        cue = _CUE.search(text, max(0, run[0][0].start() - 30), run[0][0].start()) is not None
+        score = _evidence([m.group().strip(_TRIM) for m, _ in run], [k for _, k in run], strong_only=uncased, cue=cue)
         if score is None:
             return
         start = run[0][0].start()
@@ -157,8 +168,13 @@ class AddressBlockRecognizer(EntityRecognizer):
         out.append(RecognizerResult(self.ENTITY, start, end, score))
 
 
-def _evidence(toks: list[str], kinds: list[str]) -> float | None:
-    """The score of a run of tokens, or None if it is not an address."""
+def _evidence(toks: list[str], kinds: list[str], strong_only: bool = False, cue: bool = False) -> float | None:
+    """The score of a run of tokens, or None if it is not an address.
+
+    ``strong_only``: weak signals alone never make one, as in text without capitals, where any rare
+    word reads like a street or a city. ``cue``: an address phrase comes just before the run ("my
+    address is", "lives on", "deliver to"), which counts as a strong signal.
+    """
     places, abbr = _gazetteer()
     strong = weak = 0
     has_num = "NUM" in kinds
@@ -177,7 +193,7 @@ def _evidence(toks: list[str], kinds: list[str]) -> float | None:
             else:
                 weak += 1
         elif kind == "CAP":
-            if _MILITARY.match(tok) and i + 1 < n and toks[i + 1] in abbr:
+            if _MILITARY.match(tok) and i + 1 < n and toks[i + 1].upper() in abbr:
                 strong += 1
             elif _SHIP.match(tok) and nxt == "CAP":
                 strong += 1
@@ -185,7 +201,7 @@ def _evidence(toks: list[str], kinds: list[str]) -> float | None:
                 strong += 1
             elif _POSTCODE.match(tok) and i + 1 < n and _POSTCODE_2ND.match(toks[i + 1]):
                 strong += 1
-            elif tok in abbr and nxt == "NUM" and re.fullmatch(r"\d{5}(?:-\d{4})?", toks[i + 1]):
+            elif tok.upper() in abbr and nxt == "NUM" and re.fullmatch(r"\d{5}(?:-\d{4})?", toks[i + 1]):
                 strong += 1
             elif tok.lower() in places:
                 weak += 1
@@ -196,8 +212,15 @@ def _evidence(toks: list[str], kinds: list[str]) -> float | None:
                 weak += 1
         elif kind == "BREAK" and prv in ("CAP", "NUM", "STREET", "COMMA") and nxt in ("CAP", "NUM", "STREET"):
             weak += 1
+    # A house number, a street name and a number again ("1500 Norrfjäll 91", "Eichendorffstr. 31").
+    for i in range(n - 2):
+        if kinds[i] == "NUM" and kinds[i + 1] in ("CAP", "STREET") and "NUM" in kinds[i + 2 : i + 5]:
+            strong += 1
+            break
+    if cue and "NUM" in kinds:
+        strong += 1
     if strong:
         return 0.9 if strong > 1 or weak else 0.8
-    if weak >= 3 and n >= 3:
+    if weak >= 3 and n >= 3 and not strong_only:
         return 0.6
     return None

@@ -20,7 +20,7 @@ import re
 from presidio_analyzer import EntityRecognizer, RecognizerResult
 
 from ccpipe.pii.engine import COMMON_WORDS
-from ccpipe.pii.names import english_words, load_gazetteer, place_words
+from ccpipe.pii.names import english_words, english_zipf, load_gazetteer, place_words
 
 PATTERNS: list = []  # gazetteer and capitalisation rules, not regexes
 CONTEXT = ["name", "mr", "mrs", "ms", "dear", "regards"]
@@ -31,6 +31,17 @@ _LABEL_BEFORE = re.compile(
     r"(?i)\b(?:name|user|by|from|to|contact|customer|attn|attention|signed|author|patient|passenger|guest|client|"
     r"caller|cardholder|holder|recipient|sender|dear|spouse|child|kid|son|daughter|wife|husband|mother|father)"
     r"\s*:\s*$|\bdear\s+$"
+)
+_PLACE_BEFORE = re.compile(
+    r"(?i)\b(?:in|at|of|from|near|into|via|across|around|outside|inside|towards|(?:flew|fly|flying|returned|"
+    r"travel(?:l?ing)?|moved|moving|coming|going|trip|back|welcome|visit(?:ing)?)\s+to)\s+$"
+)
+_ESCAPE = re.compile(r"\\[nrt]")
+# Words before a name in chat ("hi natalie", "my kid evelyn", "call me crisólogo", "says šefka").
+_CUE_BEFORE = re.compile(
+    r"(?i)\b(?:hi|hello|hey|dear|thanks|thank you|bye|kid|son|daughter|wife|husband|partner|friend|brother|sister|"
+    r"mom|mum|dad|me|named|name is|name's|name|this is|i'm|i am|it's|says|said|with|and|by|to|from|asked|told|ms|mr|"
+    r"mrs|dr|user|contact|customer|attn|signed)[.,:]?\s+$"
 )
 _UNSEEN = re.compile(r"^[A-Z][a-zà-öø-ÿā-ʯḁ-ỿ]{2,}$")
 _POSSESSIVE = re.compile(r"['’]s?$")
@@ -77,7 +88,9 @@ class NameGazetteerRecognizer(EntityRecognizer):
 
     def analyze(self, text: str, entities, nlp_artifacts=None) -> list[RecognizerResult]:
         """Findings by the rules of the module docstring."""
+        text = _ESCAPE.sub("\n ", text)  # "\\n" pasted as text is a line break (same length: offsets hold)
         words = list(_WORD.finditer(text))
+        uncased = len(words) >= 3 and not any(c.isupper() for c in text)
         out: list[RecognizerResult] = []
         i = 0
         while i < len(words):
@@ -87,8 +100,10 @@ class NameGazetteerRecognizer(EntityRecognizer):
             # A title, then a word of any case.
             if low in _TITLE and i + 1 < len(words) and text[m.end() : words[i + 1].start()].strip() in ("", "."):
                 j = i + 1
-                while j + 1 < len(words) and words[j + 1].group()[:1].isupper() and \
-                        words[j + 1].start() - words[j].end() <= 2 and words[j + 1].group().lower() not in COMMON_WORDS:
+                while j + 1 < len(words) and words[j + 1].start() - words[j].end() <= 2 and (
+                    words[j + 1].group()[:1].isupper() and words[j + 1].group().lower() not in COMMON_WORDS
+                    or uncased and self._uncased_part(_POSSESSIVE.sub("", words[j + 1].group().rstrip(".")), True)
+                ):
                     j += 1
                 if words[i + 1].group().rstrip(".").lower() not in _NOT_NAMES | COMMON_WORDS:
                     out.append(RecognizerResult(self.ENTITY, m.start(), words[j].end(), 0.8))
@@ -102,11 +117,23 @@ class NameGazetteerRecognizer(EntityRecognizer):
                 if span[0].lower() in COMMON_WORDS or span[0].lower() in _NOT_NAMES:
                     i += 1  # "Thanks Maria": the run starts at the next word
                     continue
-                found = self._capitalised(text, m, span)
+                found = self._capitalised(text, m, span, words[j])
                 if found:
                     out.append(RecognizerResult(self.ENTITY, m.start(), _end(words[j]), found))
                 i = j + 1  # a capitalised run that is not a name ("Fiber Max") is skipped whole
                 continue
+            # Text written without capitals: names are known names rare in English or unseen words.
+            if uncased and tok.islower():
+                j = i
+                while j + 1 < len(words) and text[words[j].end() : words[j + 1].start()] in (" ", ". ", "") and \
+                        self._uncased_part(_POSSESSIVE.sub("", words[j + 1].group().rstrip(".")), j > i or
+                                           self.gazetteer.is_name(tok) or self._unseen(tok.capitalize())):
+                    j += 1
+                score = self._uncased(text, m, [_POSSESSIVE.sub("", w.group().rstrip(".")) for w in words[i : j + 1]])
+                if score:
+                    out.append(RecognizerResult(self.ENTITY, m.start(), _end(words[j]), score))
+                    i = j + 1
+                    continue
             # Two lower-case known names in a row ("kim lee").
             if tok.islower() and i + 1 < len(words) and text[m.end() : words[i + 1].start()] == " ":
                 nxt = words[i + 1].group().rstrip(".")
@@ -127,49 +154,94 @@ class NameGazetteerRecognizer(EntityRecognizer):
         known = word in g.first or word in g.last if first else word in g.last
         return known and g.frequency(word) <= 5.0
 
-    def _capitalised(self, text: str, m: re.Match, span: list[str]) -> float:
+    def _capitalised(self, text: str, m: re.Match, span: list[str], last: re.Match) -> float:
         g = self.gazetteer
         content = [w for w in span if w.lower() not in _PARTICLE]
         if any(w.lower() in _NOT_NAMES or w.lower().rstrip(".") in _ORG for w in content):
-            # Split at the first non-name ("Thanks John" is handled by NER and salutations).
-            return 0.0
-        known = [w for w in content if g.is_name(w)]
-        if not known:
-            # A word English has never seen, capitalised inside a sentence or as the subject of a
-            # verb ("Thorkildsen began..."), is a name more often than not (the engine drops it
-            # when NER calls it a place, a product or an organisation).
-            if len(content) == 1 and _UNSEEN.match(content[0]) and g.frequency(content[0]) == 0.0 and \
-                    content[0].lower() not in g.zipf and self._unseen_in_english(content[0]):
-                opener = _OPENER.search(text, 0, m.start()) is not None
-                if not opener or _verb_follows(text, m):
-                    return 0.5
             return 0.0
         opener = _OPENER.search(text, 0, m.start()) is not None
-        if _LABEL_BEFORE.search(text, max(0, m.start() - 30), m.start()):
-            return 0.75  # "Name: ...", "User: ...", "Directed by: ..."
+        place = _PLACE_BEFORE.search(text, max(0, m.start() - 30), m.start()) is not None
         real = [w for w in content if not _INITIAL.match(w)]
+        if not real:
+            return 0.0
+        known = [w for w in real if g.is_name(w)]
+        unseen = [w for w in real if self._unseen(w)]
+        if _LABEL_BEFORE.search(text, max(0, m.start() - 30), m.start()) and (known or unseen):
+            return 0.75  # "Name: ...", "User: ...", "Directed by: ..."
         if len(real) >= 2 and not any(w.lower() in COMMON_WORDS for w in real):
-            # A first name first or a last name last; the other words known names or rare words
-            # ("Junsaku Hayashida"), never common ones ("Fiber Max").
-            if (real[0].lower() in g.first or real[-1].lower() in g.last) and all(
-                g.is_name(w) or g.frequency(w) < 3.0 for w in real
+            # Every word a known name or a word English has not seen ("Junsaku Hayashida"), never a
+            # common one ("Fiber Max"); at least one known, or all unseen and not after a place word.
+            if all(g.is_name(w) and english_zipf(w) < 5.6 or w in unseen or english_zipf(w) < 3.5 for w in real) and (
+                (real[0].lower() in g.first or real[-1].lower() in g.last)
+                or (len(unseen) == len(real) and not place)
+                or (unseen and _verb_follows(text, last))  # "Nanase Oyokawa will be talking"
             ):
                 return 0.75
-        if len(content) != 1:
             return 0.0
-        word = content[0]
+        if len(real) != 1 or len(content) != 1:
+            return 0.0
+        word = real[0]
         if word.lower() in COMMON_WORDS or word.isupper():
+            return 0.0
+        if not known:
+            # A word English has never seen, capitalised inside a sentence or as the subject of a
+            # verb ("Thorkildsen began..."), is a name more often than not; not after "in", "of",
+            # "flew to" (a place), and the engine drops it when NER calls it an organisation.
+            if unseen and not place and (not opener or _verb_follows(text, m)):
+                return 0.5
             return 0.0
         # Opening a sentence, a first name is a name if it is not a common word ("Rebecca is...").
         if opener:
-            limit = 4.6 if word.lower() in g.first and _verb_follows(text, m) else 3.5
+            limit = 5.0 if word.lower() in g.first and _verb_follows(text, m) else 3.5
         else:
             limit = 5.6
         return 0.6 if g.frequency(word) <= limit else 0.0
 
+    def _uncased_part(self, word: str, after_name: bool = False) -> bool:
+        """A word that can continue a name in uncased text.
 
-_VERB_AFTER = re.compile(r"['’]s\b|\s+(?:is|was|has|had|and|said|says|lives|spent|began|will|would|can|from|"
-                         r"told|wrote|called|went|gave|asked|works|worked|who|:)\b|:")
+        A known name, an unseen word, an initial, and after a name any rare word ("mikayla weld").
+        """
+        low = word.lower()
+        if len(low) == 1:
+            return after_name and low.isalpha()
+        if low in _NOT_NAMES or low in COMMON_WORDS:
+            return False
+        return (self.gazetteer.is_name(low) and english_zipf(low) < 5.0) or self._unseen(word.capitalize()) \
+            or low in _PARTICLE or (after_name and english_zipf(low) < 3.5)
+
+    def _uncased(self, text: str, m: re.Match, span: list[str]) -> float:
+        """The score of a run of lower-case words in text written without capitals (0: not a name)."""
+        g = self.gazetteer
+        words = [w for w in span if w.lower() not in _PARTICLE and len(w) > 1]
+        if not words or any(w in _NOT_NAMES or w in COMMON_WORDS for w in words):
+            return 0.0
+        known = [w for w in words if g.is_name(w) and english_zipf(w) < 5.0]
+        unseen = [w for w in words if self._unseen(w.capitalize())]
+        rare = [w for w in words[1:] if english_zipf(w) < 3.5]
+        if len(known) + len(unseen) + len(rare) < len(words) or not (known or unseen):
+            return 0.0
+        place = _PLACE_BEFORE.search(text, max(0, m.start() - 30), m.start()) is not None
+        cue = _CUE_BEFORE.search(text, max(0, m.start() - 25), m.start()) is not None
+        if len(words) >= 2:
+            return 0.6 if (known or cue) and not place else 0.0
+        word = words[0]
+        if known and (english_zipf(word) < 4.2 or cue or _verb_follows(text, m)):
+            return 0.5
+        if unseen and not place and (cue or _verb_follows(text, m)):
+            return 0.5
+        return 0.0
+
+    def _unseen(self, word: str) -> bool:
+        """A capitalised word that is neither English nor a place."""
+        return _UNSEEN.match(word) is not None and self._unseen_in_english(word)
+
+
+_VERB_AFTER = re.compile(
+    r"['’]s\b|\s+(?:is|was|has|had|and|said|says|lives|lived|spent|began|will|would|can|from|told|wrote|called|"
+    r"went|gave|asked|works|worked|who|shouted|replied|answered|thinks|thought|wants|needs|loves|likes)\b|\s*:"
+    r"|,\s+(?:can|could|would|will|please|i|we|you|thank|thanks|are|do|did|have)\b|,\s+[A-Z][a-z]+,"
+)
 
 
 def _verb_follows(text: str, m: re.Match) -> bool:
@@ -183,7 +255,8 @@ def _joins(text: str, a: re.Match, b: re.Match) -> bool:
     if gap not in (" ", ". ") and not (a.group().endswith(".") and gap == ""):
         return False
     w = b.group().rstrip(".")
-    return (w[:1].isupper() and w.lower() not in COMMON_WORDS) or w.lower() in _PARTICLE
+    return (w[:1].isupper() and (w.lower() not in COMMON_WORDS or _INITIAL.match(b.group()) is not None)) or \
+        w.lower() in _PARTICLE
 
 
 def _end(m: re.Match) -> int:
