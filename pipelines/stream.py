@@ -28,7 +28,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from ccpipe.errors import ConfigError
 from ccpipe.types import RawInput
 from pipelines.stages import ProcessingConfig, ProcessRecords
-from transforms.kafka_io import CommitKafkaOffsets, KafkaConfig, ReadFromKafkaTopic
+from transforms.kafka_io import CommitKafkaOffsets, KafkaConfig, ReadFromKafkaTopic, redact_url
 from transforms.read import is_blank
 from transforms.route import RouteToRegion
 from transforms.usage import AggregateUsageByEventTime
@@ -51,7 +51,9 @@ class StreamConfig:
 
     def __post_init__(self) -> None:
         if not self.source.startswith(("kafka://", "watch://")):
-            raise ConfigError(f"source {self.source!r} must be kafka://HOST:PORT/TOPIC?group=G or watch://DIR")
+            raise ConfigError(f"source {redact_url(self.source)!r} must be kafka://HOST:PORT/TOPIC?group=G or watch://DIR")
+        if self.source.startswith("kafka://"):
+            KafkaConfig.from_url(self.source)  # broker and security settings validated now (errors hide secrets)
         if not self.processing.sinks.streaming:
             raise ConfigError("sinks.streaming must be True for the streaming pipeline")
         if not 0.5 <= self.window_seconds <= 3600:
