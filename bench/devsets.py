@@ -21,6 +21,11 @@ Sets (report each separately; tune on ``pe_en`` only, check on the others):
 * ``pe_en_check``: the same generator with another seed (29): a second draw of values.
 * ``pe_lower``: every sentence lower-cased (chat without capitals), seed 13.
 * ``pe_multi``: the templates filled with names, addresses and phone numbers of 16 Faker locales.
+* ``pe_chat``: conversations of four to six of the generator's sentences as alternating customer
+  and agent messages, half of the conversations lower-cased (seed 31).
+* ``pe_noisy``: the sentences as people type them in chat and social media: lower case, most
+  punctuation dropped, "you" as "u", doubled letters (seed 37). The noise is this script's; the
+  sentences and values are the generator's.
 """
 
 from __future__ import annotations
@@ -51,6 +56,39 @@ def _dump(samples, name: str, out: Path, lower: bool = False) -> int:
                                 ensure_ascii=False) + "\n")
             n += 1
     return n
+
+
+def _noisy(text: str, spans: list[dict], rng: random.Random) -> tuple[str, list[dict]]:
+    """Chat-style noise outside the labelled spans; spans are moved with the text."""
+    inside = [False] * len(text)
+    for sp in spans:
+        for k in range(sp["start"], sp["end"]):
+            inside[k] = True
+    out: list[str] = []
+    new_pos = []
+    i = 0
+    while i < len(text):
+        new_pos.append(len("".join(out)))
+        ch = text[i]
+        if not inside[i] and ch in ".,!?;'" and rng.random() < 0.7:
+            i += 1
+            continue
+        if not inside[i] and text[i : i + 3].lower() == "you" and (i + 3 == len(text) or not text[i + 3].isalpha()) \
+                and (i == 0 or not text[i - 1].isalpha()):
+            out.append("u")
+            new_pos += [len("".join(out))] * 2
+            i += 3
+            continue
+        out.append(ch + (ch if not inside[i] and ch.isalpha() and rng.random() < 0.015 else ""))
+        i += 1
+    new_pos.append(len("".join(out)))
+    noisy = "".join(out).lower()
+    moved = [{**sp, "start": new_pos[sp["start"]], "end": new_pos[sp["end"]]} for sp in spans]
+    return noisy, [sp for sp in moved if sp["start"] < sp["end"]]
+
+
+def _spans(sample) -> list[dict]:
+    return [{"start": sp.start_position, "end": sp.end_position, "label": sp.entity_type} for sp in sample.spans]
 
 
 def _latin(faker, attr_romanized: str, attr: str) -> str:
@@ -104,6 +142,32 @@ def main() -> None:
         faker = PresidioSentenceFaker("en_US", lower_case_ratio=lower, random_seed=seed, **kwargs)
         samples = faker.generate_new_fake_sentences(size)
         print(name, _dump(samples, name, out, lower=lower == 1.0))
+    # Conversations and noisy text, from further draws of the same generator.
+    faker = PresidioSentenceFaker("en_US", lower_case_ratio=0.05, random_seed=31)
+    samples = faker.generate_new_fake_sentences(args.size)
+    rng = random.Random(31)
+    with (out / "pe_chat.jsonl").open("w", encoding="utf-8") as fh:
+        i = n = 0
+        while i < len(samples):
+            size = rng.randint(4, 6)
+            lower = rng.random() < 0.5
+            turns = []
+            for seq, sample in enumerate(samples[i : i + size]):
+                text = sample.full_text.lower() if lower and len(sample.full_text.lower()) == len(sample.full_text) \
+                    else sample.full_text
+                turns.append({"sender": "customer" if seq % 2 == 0 else "agent", "text": text, "spans": _spans(sample)})
+            fh.write(json.dumps({"id": f"pe_chat-{n:04d}", "messages": turns}, ensure_ascii=False) + "\n")
+            i += size
+            n += 1
+    print("pe_chat", n)
+    faker = PresidioSentenceFaker("en_US", lower_case_ratio=0.0, random_seed=37)
+    samples = faker.generate_new_fake_sentences(args.size // 2)
+    rng = random.Random(37)
+    with (out / "pe_noisy.jsonl").open("w", encoding="utf-8") as fh:
+        for i, sample in enumerate(samples):
+            text, spans = _noisy(sample.full_text, _spans(sample), rng)
+            fh.write(json.dumps({"id": f"pe_noisy-{i:04d}", "text": text, "spans": spans}, ensure_ascii=False) + "\n")
+    print("pe_noisy", len(samples))
 
 
 if __name__ == "__main__":

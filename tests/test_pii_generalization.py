@@ -74,6 +74,13 @@ def redacted(tagger, text):
         ("order 5521907 never came", "5521907"),
         ("my user id is kim_lee_4821", "kim_lee_4821"),
         ("case #A-20931 please", "A-20931"),
+        # Text typed without capitals or punctuation.
+        ("hi karp im contacting u about the bill", "karp"),
+        ("im irenka majewska originally from gdansk", "irenka majewska"),
+        ("mariya is very reliable u know", "mariya"),
+        ("barbara shouted at justin what are u doing", "justin"),
+        ("my iban is gb09psnw55154717239888 thx", "gb09psnw55154717239888"),
+        ("pls send it to 76 rue des lilas 75011 paris", "76 rue des lilas"),
         # Speech-shaped transcripts.
         ("it's john dot smith at gmail dot com", "john dot smith at gmail dot com"),
         ("my number is six one two five five five zero one nine nine", "six one two five five five zero one nine nine"),
@@ -93,6 +100,9 @@ def test_leaked_kinds_are_redacted(tagger, text, secret):
         "My flight is on 2026-12-03 at 10:30 and costs 1,234.56 EUR",
         "Hope you are well, May is a busy month",
         "the router model is AX3000 v2",
+        "god gave rock and roll to you, can i request you to block it",
+        "she moved here from france and studied at the university of roma",
+        "the helicoppter landed and the rrestaurant was closed",
     ],
 )
 def test_travel_products_and_dates_are_left_alone(tagger, text):
@@ -127,6 +137,18 @@ def test_labelled_file_counts_are_exact(tagger, tmp_path):
     assert report.redactions == 2 and report.precision() == 1.0
 
 
+def test_a_labelled_conversation_is_tagged_as_one(tagger, tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text(json.dumps({"id": "c", "messages": [
+        {"text": "Hi, this is Ann Lee", "spans": [{"start": 12, "end": 19, "label": "PERSON"}]},
+        {"sender": "agent", "text": "thanks ann, one moment", "spans": [{"start": 7, "end": 10, "label": "PERSON"}]}]}))
+    records, truth = read_labelled(str(path))
+    assert [m["sender"] for m in records[0]["messages"]] == ["customer", "agent"]
+    assert [t["field"] for t in truth] == ["messages[0].text", "messages[1].text"]
+    report = evaluate(tagger, records, truth)
+    assert (report.planted["PERSON"], report.found["PERSON"]) == (2, 2)
+
+
 def test_presidio_evaluator_json_is_read(tmp_path):
     path = tmp_path / "pe.json"
     path.write_text(json.dumps([{"full_text": "My name is Ann", "spans": [
@@ -146,7 +168,11 @@ def test_cli_reports_each_set_separately():
         assert report["overall"]["char_recall"] >= 0.9 and report["overall"]["precision"] >= 0.8
 
 
-@pytest.mark.parametrize(("name", "char_recall", "precision"), [("pe_en_check", 0.92, 0.85), ("pe_multi", 0.92, 0.85)])
+@pytest.mark.parametrize(
+    ("name", "char_recall", "precision"),
+    [("pe_en_check", 0.95, 0.88), ("pe_multi", 0.93, 0.88), ("pe_lower", 0.91, 0.86), ("pe_chat", 0.93, 0.86),
+     ("pe_noisy", 0.9, 0.84)],
+)
 def test_development_sets_hold_their_floors(tagger, name, char_recall, precision):
     report = evaluate(tagger, *read_labelled(str(DEV / f"{name}.jsonl")))
     assert report.char_recall() >= char_recall, report.text(0)

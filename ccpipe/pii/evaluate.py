@@ -13,9 +13,10 @@ character recall (the share of planted characters redacted), and the precision o
 (the share of redactions that overlap planted personal data), then the worst misses. Records are
 tagged exactly as the pipeline tags them (same groups, same record context).
 
-Labelled files (``--labelled``) hold one text per line, with character offsets::
+Labelled files (``--labelled``) hold one text (or one conversation) per line, with character offsets::
 
     {"id": "t-1", "text": "I'm Ann Lee, 22 Elm St", "spans": [{"start": 4, "end": 11, "label": "PERSON"}, ...]}
+    {"id": "c-1", "messages": [{"text": "hi, Ann here", "spans": [...]}, {"sender": "agent", "text": ...}]}
 
 ``label`` may be any name; common ones map onto ccpipe's types (``LABEL_MAP``: ``STREET_ADDRESS`` and
 ``ZIP_CODE`` -> ``ADDRESS``, ``US_SSN`` -> ``NATIONAL_ID``...). Labels that are not personal data in
@@ -185,9 +186,12 @@ def read_marked(path: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 
 
 def read_labelled(path: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Labelled texts (JSONL, or presidio-evaluator JSON) -> one chat record per text, and truth.
+    """Labelled texts (JSONL, or presidio-evaluator JSON) -> chat records, and truth.
 
-    Labels map onto ccpipe's types through ``LABEL_MAP``; ``NOT_PERSONAL`` labels are left out.
+    A line with ``text`` is one single-message chat; a line with ``messages`` (a list of ``{text,
+    spans}``) is one conversation, tagged as the pipeline tags a conversation (a name given in one
+    message is redacted in all). Labels map onto ccpipe's types through ``LABEL_MAP``;
+    ``NOT_PERSONAL`` labels are left out.
     """
     raw = Path(path).read_text(encoding="utf-8")
     try:
@@ -197,25 +201,28 @@ def read_labelled(path: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
         items = [json.loads(line) for line in raw.splitlines() if line.strip()]
     records, truth = [], []
     for n, item in enumerate(items):
-        text = item.get("text", item.get("full_text"))
-        if not isinstance(text, str):
-            raise ValueError(f"{path}: item {n} has no 'text' (or 'full_text') string")
         rid = str(item.get("id") or f"{Path(path).stem}-{n:05d}")
-        for span in item.get("spans") or ():
-            start = span.get("start", span.get("start_position"))
-            end = span.get("end", span.get("end_position"))
-            label = str(span.get("label", span.get("entity_type", ""))).upper()
-            label = LABEL_MAP.get(label, label)
-            if label in NOT_PERSONAL:
-                continue
-            if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text)):
-                raise ValueError(f"{path}: item {rid}: span {start}..{end} is outside its text")
-            truth.append({"entity_type": label, "value": text[start:end], "record_id": rid,
-                          "field": "messages[0].text", "start": start, "end": end})
+        turns = item["messages"] if isinstance(item.get("messages"), list) else [item]
+        messages = []
+        for seq, turn in enumerate(turns):
+            text = turn.get("text", turn.get("full_text"))
+            if not isinstance(text, str):
+                raise ValueError(f"{path}: item {rid} message {seq} has no 'text' (or 'full_text') string")
+            for span in turn.get("spans") or ():
+                start = span.get("start", span.get("start_position"))
+                end = span.get("end", span.get("end_position"))
+                label = str(span.get("label", span.get("entity_type", ""))).upper()
+                label = LABEL_MAP.get(label, label)
+                if label in NOT_PERSONAL:
+                    continue
+                if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text)):
+                    raise ValueError(f"{path}: item {rid}: span {start}..{end} is outside its text")
+                truth.append({"entity_type": label, "value": text[start:end], "record_id": rid,
+                              "field": f"messages[{seq}].text", "start": start, "end": end})
+            messages.append({"seq": seq, "sender": turn.get("sender", "customer" if seq % 2 == 0 else "agent"),
+                             "sent_at": "2026-10-01T10:00:00Z", "text": text})
         records.append({"type": "chat_transcript", "record_id": rid, "tenant_id": "labelled",
-                        "conversation_id": rid, "started_at": "2026-10-01T10:00:00Z",
-                        "messages": [{"seq": 0, "sender": "customer", "sent_at": "2026-10-01T10:00:00Z",
-                                      "text": text}]})
+                        "conversation_id": rid, "started_at": "2026-10-01T10:00:00Z", "messages": messages})
     return records, truth
 
 

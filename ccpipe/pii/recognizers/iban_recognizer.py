@@ -11,8 +11,15 @@ CONTEXT = ["iban", "bank", "transfer", "account"]
 _HINT = re.compile(r"[A-Za-z]{2}\s?\d{2}")
 
 
+_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
 class CcpipeIbanRecognizer(IbanRecognizer):
-    """IBAN_CODE findings, validated by their check digits (Presidio's IbanRecognizer)."""
+    """IBAN_CODE findings, validated by their check digits (Presidio's IbanRecognizer), in any case."""
+
+    def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None):
+        """Presidio's analysis of the text with ASCII letters upper-cased (offsets unchanged)."""
+        return super().analyze(text.translate(_UPPER), entities, nlp_artifacts, regex_flags)
 
     @staticmethod
     def precheck(text: str) -> bool:

@@ -40,9 +40,12 @@ _ESCAPE = re.compile(r"\\[nrt]")
 # Words before a name in chat ("hi natalie", "my kid evelyn", "call me crisólogo", "says šefka").
 _CUE_BEFORE = re.compile(
     r"(?i)\b(?:hi|hello|hey|dear|thanks|thank you|bye|kid|son|daughter|wife|husband|partner|friend|brother|sister|"
-    r"mom|mum|dad|me|named|name is|name's|name|this is|i'm|i am|it's|says|said|with|and|by|to|from|asked|told|ms|mr|"
-    r"mrs|dr|user|contact|customer|attn|signed)[.,:]?\s+$"
+    r"mom|mum|dad|named|name is|name's|name|this is|i'm|im|i am|it's|its|says|said|asked|told|ms|mr|"
+    r"mrs|dr|user|contact|customer|attn|signed|call me|called)[.,:]?\s+$"
 )
+# Words before a name that come before anything else as often: only a rare word after them is a name.
+_WEAK_CUE_BEFORE = re.compile(r"(?i)\b(?:and|with|by|to|from|me|for|of|at)\s+$")
+_DOUBLED = re.compile(r"(\w)(?=\1)")
 _UNSEEN = re.compile(r"^[A-Z][a-zà-öø-ÿā-ʯḁ-ỿ]{2,}$")
 _POSSESSIVE = re.compile(r"['’]s?$")
 _NOT_NAMES = frozenset(
@@ -51,7 +54,8 @@ _NOT_NAMES = frozenset(
     monday tuesday wednesday thursday friday saturday sunday january february march april may june july
     august september october november december mon tue wed thu fri sat sun jan feb mar apr jun jul aug sep
     oct nov dec god lord christmas easter internet wifi email phone visa mastercard amex paypal ok okay
-    hi hello hey thanks dear regards best kind cheers sir madam""".split()
+    hi hello hey thanks dear regards best kind cheers sir madam zero oh four five six seven eight nine ten
+    double triple""".split()
 )
 # Where a sentence or line starts: capitalisation there is no evidence of a name.
 _OPENER = re.compile(r"(?:^|[.!?:;\"“(]|\\n|\n|}})\s*$")
@@ -145,7 +149,14 @@ class NameGazetteerRecognizer(EntityRecognizer):
         return out
 
     def _unseen_in_english(self, word: str) -> bool:
-        return word.lower() not in self._english and word.lower() not in self._places
+        low = word.lower()
+        if low in self._english or low in self._places:
+            return False
+        # A typed-in typo of an English word is not a name: "helicoppter", "addresss", "nnames".
+        for m in _DOUBLED.finditer(low):
+            if low[: m.start()] + low[m.start() + 1 :] in self._english:
+                return False
+        return True
 
     def _lower_name(self, word: str, first: bool) -> bool:
         g = self.gazetteer
@@ -219,17 +230,26 @@ class NameGazetteerRecognizer(EntityRecognizer):
         known = [w for w in words if g.is_name(w) and english_zipf(w) < 5.0]
         unseen = [w for w in words if self._unseen(w.capitalize())]
         rare = [w for w in words[1:] if english_zipf(w) < 3.5]
-        if len(known) + len(unseen) + len(rare) < len(words) or not (known or unseen):
-            return 0.0
         place = _PLACE_BEFORE.search(text, max(0, m.start() - 30), m.start()) is not None
         cue = _CUE_BEFORE.search(text, max(0, m.start() - 25), m.start()) is not None
         if len(words) >= 2:
-            return 0.6 if (known or cue) and not place else 0.0
+            if len(known) + len(unseen) + len(rare) < len(words) or place:
+                return 0.0
+            # Known names with rare words, or two words English has never seen ("irenka majewska").
+            return 0.6 if known or cue or len(unseen) == len(words) else 0.0
         word = words[0]
-        if known and (english_zipf(word) < 4.2 or cue or _verb_follows(text, m)):
+        if place and (not g.is_name(word) or word in self._places):
+            return 0.0  # "university of roma"; but "shouted at justin"
+        weak = _WEAK_CUE_BEFORE.search(text, max(0, m.start() - 8), m.start()) is not None
+        verb = _verb_follows(text, m)
+        zipf = english_zipf(word)
+        name = g.is_name(word)
+        if name and (cue and zipf < 5.3 or zipf < 4.2 or (weak or verb) and zipf < 4.6):
             return 0.5
-        if unseen and not place and (cue or _verb_follows(text, m)):
+        if unseen and (cue or weak or verb):
             return 0.5
+        if 0 < zipf < 3.0 and cue or 0 < zipf < 2.5 and verb:
+            return 0.5  # a rare word greeted or acting ("hi karp", "mariya is...")
         return 0.0
 
     def _unseen(self, word: str) -> bool:
