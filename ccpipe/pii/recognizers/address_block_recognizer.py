@@ -39,16 +39,25 @@ STREET_WORDS = frozenset(
     paseo plaza praça praca rua travessa alameda rodovia estrada ladeira ul ulica aleja al u utca út tér
     körút ut tie katu polku kuja gatan gata vägen väg gränd gade vej veien vegen gata stræde allé strasse
     straße gasse weg platz ring damm ufer chaussee steig laan straat plein gracht kade dijk singel hof dreef
-    pad steeg markt sokak sokağı cadde caddesi bulvar mahallesi ulitsa prospekt naberezhnaya""".split()
+    pad steeg markt sokak sokağı cadde caddesi bulvar mahallesi ulitsa prospekt naberezhnaya vial contrada
+    incrocio rotonda borgo vico localita località frazione traversa travessa vereda fazenda quadra conjunto
+    setor path marg nagar ganj chowk gali mohalla colony sector phase estates centers centre center""".split()
 )
 # Street words written as a suffix of the street's name ("Kerkstraat", "Amsinckstrasse", "Parkveien").
 _SUFFIX = re.compile(
     r"(?i)\w{2,}(?:straat|strasse|straße|str\.|gasse|weg|platz|allee|laan|plein|gracht|kade|dijk|singel|dreef|"
-    r"gade|vej|veien|vegen|gatan|vägen|väg|gata|katu|tie|polku|kuja|utca|út|stræde|vænget|ring|damm|ufer|hof|"
+    r"gade|vej|veien|vegen|gatan|vägen|väg|gata|katu|tie|polku|kuja|utca|út|stræde|vænget|ring|damm|ufer|hof|str|"
     r"steig|markt|straat|sokak|sokağı|caddesi|road|street|avenue|lane|drive)$"
 )
 _UNIT = re.compile(r"(?i)^(?:apt|apartment|suite|ste|unit|flat|floor|fl|box|psc|room|rm|bldg|building|level|"
-                   r"lvl|house|no|nr|#|p\.?o\.?|po|cmr|unit#)\.?$")
+                   r"lvl|house|no|nr|#|p\.?o\.?|po|cmr|unit#|h\.?\s?no|appartamento|interno|scala|piano|piso|"
+                   r"puerta|andar|bloco|lote|casa|apto|étage|etage|bus|wohnung|lgh|lägenhet|leil|asunto|as|bt|"
+                   r"portal|escalera|esc|dpto|depto)\.?$")
+_CJK_ADDRESS = re.compile(r"\d+\s?(?:丁目|番地?|号|조|동|번지)")
+_POSTCODE_LETTERS = re.compile(r"\s?[A-Z]{2}\b")
+_ZIP_CUE = re.compile(
+    r"(?i)\b(?:zip|zip code|zipcode|postcode|post code|postal code|plz|cep|cap)\s*(?:is)?\s*[:#]?\s*$"
+)
 _MILITARY = re.compile(r"(?i)^(?:APO|FPO|DPO)$")
 _SHIP = re.compile(r"(?i)^(?:USNS|USS|USNV|USCGC|USCG)$")
 _POSTCODE = re.compile(
@@ -85,15 +94,17 @@ def _gazetteer() -> tuple[frozenset[str], frozenset[str]]:
 def _kind(tok: str, uncased: bool = False) -> str:
     if tok in ("\n", "\r\n", "\\n", "}}") or tok.startswith("??"):
         return "BREAK"
-    if tok in (",", ";"):
+    if tok in (",", ";", "/", "-", "–"):
         return "COMMA"
     core = tok.strip(_TRIM)
     if not core:
         return "STOP"
+    if _CJK_ADDRESS.search(core):
+        return "STREET"  # a Japanese block address: 42丁目17番6号
     if _NUM.match(core) or (any(c.isdigit() for c in core) and len(core) <= 10):
         return "NUM"
     low = core.lower()
-    if low in STREET_WORDS or _UNIT.match(core):
+    if low in STREET_WORDS or _UNIT.match(core) or (low.endswith("s") and low[:-1] in STREET_WORDS):
         return "STREET"
     if tok.lower() in _PARTICLES or low in _PARTICLES:
         return "PART"
@@ -101,6 +112,8 @@ def _kind(tok: str, uncased: bool = False) -> str:
         return "CAP"
     if core[0].isupper() and (low not in COMMON_WORDS or core.isupper() and len(core) > 2):
         return "CAP"
+    if core[0].isalpha() and not core[0].islower():
+        return "CAP"  # scripts without case (Chinese, Japanese, Thai...)
     if uncased and low not in COMMON_WORDS and low.isalpha() and english_zipf(low) < 4.5:
         return "CAP"  # in text written without capitals, a rare word can be a street or a city
     return "STOP"
@@ -153,6 +166,13 @@ class AddressBlockRecognizer(EntityRecognizer):
             run = run[1:]
         while run and run[-1][1] in ("BREAK", "COMMA", "PART"):
             run = run[:-1]
+        if len(run) == 1 and run[0][1] == "NUM" and _ZIP_CUE.search(text, max(0, run[0][0].start() - 20),
+                                                                        run[0][0].start()):
+            m = run[0][0]  # "ZIP: 99003", "my zip code is 5848 OY"
+            end = m.end()
+            nxt = _POSTCODE_LETTERS.match(text, end)
+            out.append(RecognizerResult(self.ENTITY, m.start(), nxt.end() if nxt else end, 0.85))
+            return
         if len(run) < 2:
             return
         cue = _CUE.search(text, max(0, run[0][0].start() - 30), run[0][0].start()) is not None
@@ -164,6 +184,8 @@ class AddressBlockRecognizer(EntityRecognizer):
         while end > start and text[end - 1] in ".,;:!?)\"'":
             if text[end - 1] == "." and run[-1][1] in ("STREET", "NUM"):
                 break
+            if text[end - 1] == ")" and "(" in run[-1][0].group():
+                break  # "Felizzano (AL)"
             end -= 1
         out.append(RecognizerResult(self.ENTITY, start, end, score))
 
@@ -185,8 +207,10 @@ def _evidence(toks: list[str], kinds: list[str], strong_only: bool = False, cue:
     for i, (tok, kind) in enumerate(zip(toks, kinds, strict=True)):
         nxt = kinds[i + 1] if i + 1 < n else ""
         prv = kinds[i - 1] if i else ""
+        if _POSTCODE.match(tok) and i + 1 < n and _POSTCODE_2ND.match(toks[i + 1]):
+            strong += 1
         if kind == "STREET":
-            if _UNIT.match(tok) and nxt == "NUM":
+            if _CJK_ADDRESS.search(tok) or _UNIT.match(tok) and nxt == "NUM":
                 strong += 1
             elif "NUM" in (nxt, prv) or (i + 2 < n and kinds[i + 2] == "NUM") or (i >= 2 and kinds[i - 2] == "NUM"):
                 strong += 1
@@ -198,8 +222,6 @@ def _evidence(toks: list[str], kinds: list[str], strong_only: bool = False, cue:
             elif _SHIP.match(tok) and nxt == "CAP":
                 strong += 1
             elif _SUFFIX.match(tok) and ("NUM" in (nxt, prv)):
-                strong += 1
-            elif _POSTCODE.match(tok) and i + 1 < n and _POSTCODE_2ND.match(toks[i + 1]):
                 strong += 1
             elif tok.upper() in abbr and nxt == "NUM" and re.fullmatch(r"\d{5}(?:-\d{4})?", toks[i + 1]):
                 strong += 1
