@@ -197,6 +197,16 @@ def validate(obj: Any, max_text_chars: int) -> str:
     if record_type not in INPUT_SCHEMAS:
         raise RecordError("unknown_type", f"field 'type' must be one of {sorted(INPUT_SCHEMAS)}")
     _check_fields("", obj, list(INPUT_SCHEMAS[record_type]), record_type)
+    if record_type == "chat_transcript":
+        # A message is identified by (tenant_id, record_id, seq): two messages with one seq would
+        # overwrite each other in the sink, so the record is refused whole (contract §3).
+        first: dict[int, int] = {}
+        for i, message in enumerate(obj["messages"]):
+            if message["seq"] in first:
+                raise RecordError(
+                    "duplicate_seq", f"messages[{first[message['seq']]}] and messages[{i}] share seq {message['seq']}"
+                )
+            first[message["seq"]] = i
     for path, text in iter_free_text(record_type, obj):
         if len(text) > max_text_chars:
             raise RecordError("oversized", f"field {path!r} exceeds {max_text_chars} characters")
@@ -343,10 +353,11 @@ OUTPUT_SCHEMAS: dict[str, pa.Schema] = {
 
 # The primary key of a row in each dataset, used to sort and to de-duplicate.
 ROW_KEY: dict[str, tuple[str, ...]] = {
-    "calls": ("record_id",),
-    "telemetry": ("record_id",),
-    "chat_messages": ("record_id", "seq"),
-    "registrations": ("record_id",),
+    # A record is identified by (tenant_id, record_id): two tenants may use the same record id.
+    "calls": ("tenant_id", "record_id"),
+    "telemetry": ("tenant_id", "record_id"),
+    "chat_messages": ("tenant_id", "record_id", "seq"),
+    "registrations": ("tenant_id", "record_id"),
     "usage_daily": ("tenant_id", "day", "batch_digest"),
     "_deadletter": ("deadletter_id",),
 }

@@ -1,4 +1,4 @@
-"""WriteRegionalParquet: Hive-partitioned Parquet per region, idempotent by record id.
+"""WriteRegionalParquet: Hive-partitioned Parquet per region, idempotent by (tenant id, record id).
 
 Rows are grouped by ``(region, dataset, dt, shard)``, where the shard is a hash of the record id,
 so all rows of a record land in one file. Each group becomes one file::
@@ -122,7 +122,7 @@ class _WriteParquetFn(beam.DoFn):
                 keys_used.add(v["key_id"])
         elif dataset != DATASET_USAGE:
             keys_used.update(f"{v['tenant_id']}/content/v{v['key_version']}" for v in values)
-        records = 0 if dataset in DERIVED_DATASETS else len({v["record_id"] for v in values})
+        records = 0 if dataset in DERIVED_DATASETS else len({(v["tenant_id"], v["record_id"]) for v in values})
         yield WriteResult(
             region=region,
             dataset=dataset,
