@@ -7,13 +7,13 @@ chat with two messages sharing a seq lost one while the manifest said RECONCILED
 
 from __future__ import annotations
 
+import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 from conftest import local_test_pipeline
 
-import apache_beam as beam
 from ccpipe.errors import RecordError
 from ccpipe.schemas import OUTPUT_SCHEMAS, validate
 from ccpipe.types import OutputRow, RawInput
