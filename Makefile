@@ -11,7 +11,7 @@ PRISM := .cache/bin/prism
 BEAM_VERSION := 2.77.0
 KAFKA_JARS := .cache/kafka/libs/.fetched
 
-.PHONY: demo test lint install clean bench bench-stream prism kafka-jars
+.PHONY: demo test lint install clean bench bench-stream prism kafka-jars fuzz
 
 $(BIN)/.installed: pyproject.toml requirements-model.txt
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ lint: install
 
 test: install lint $(PRISM) $(KAFKA_JARS)
 	$(BIN)/python -m pytest -q
+
+# A long property-based fuzz campaign of the input paths (make test runs the same tests small).
+fuzz: install
+	CCPIPE_FUZZ_EXAMPLES=$${CCPIPE_FUZZ_EXAMPLES:-20000} $(BIN)/python -m pytest -q tests/test_fuzz_parse.py
 
 bench: install
 	$(BIN)/python -m bench.pii

@@ -8,6 +8,7 @@ in their allowed set. Errors name the field and the expected type, never the val
 from __future__ import annotations
 
 import datetime as _dt
+import math
 from typing import Any
 
 import pyarrow as pa
@@ -120,9 +121,16 @@ def parse_rfc3339(value: str) -> _dt.datetime:
     text = value.strip()
     if len(text) < 20 or text[10] not in "Tt ":
         raise ValueError("not RFC 3339")
-    parsed = _dt.datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
+    try:
+        parsed = _dt.datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
+    except (ValueError, OverflowError):
+        raise ValueError("not RFC 3339") from None
     if parsed.tzinfo is None:
         raise ValueError("RFC 3339 timestamp without offset")
+    try:  # the instant must exist in UTC too: 9999-12-31T23:00:00-05:00 does not
+        parsed.astimezone(_dt.UTC)
+    except OverflowError:
+        raise ValueError("RFC 3339 timestamp outside the representable range") from None
     return parsed
 
 
@@ -135,12 +143,17 @@ def _check(path: str, value: Any, typ: pa.DataType, record_type: str) -> None:
     if pa.types.is_string(typ):
         if not isinstance(value, str):
             raise RecordError("invalid_type", f"field {path!r} must be a string, got {type(value).__name__}")
+        _check_text(path, value)
     elif pa.types.is_int64(typ):
         if isinstance(value, bool) or not isinstance(value, int):
             raise RecordError("invalid_type", f"field {path!r} must be an integer, got {type(value).__name__}")
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise RecordError("invalid_value", f"field {path!r} is outside the 64-bit integer range")
     elif pa.types.is_float64(typ):
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise RecordError("invalid_type", f"field {path!r} must be a number, got {type(value).__name__}")
+        if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX or not math.isfinite(value):
+            raise RecordError("invalid_value", f"field {path!r} must be a finite number in the 64-bit range")
         if value < 0:
             raise RecordError("invalid_value", f"field {path!r} must not be negative")
     elif pa.types.is_timestamp(typ):
@@ -162,14 +175,32 @@ def _check(path: str, value: Any, typ: pa.DataType, record_type: str) -> None:
     elif pa.types.is_map(typ):
         if not isinstance(value, dict):
             raise RecordError("invalid_type", f"field {path!r} must be an object, got {type(value).__name__}")
-        for item in value.values():
+        for key, item in value.items():
             if item is not None and not isinstance(item, str | int | float | bool):
                 raise RecordError("invalid_type", f"field {path!r} must hold only scalar values")
+            _check_text(path, key)
+            if isinstance(item, str):
+                _check_text(path, item)
+            elif isinstance(item, float) and not math.isfinite(item):
+                raise RecordError("invalid_value", f"field {path!r} must hold only finite numbers")
+            elif isinstance(item, int) and not isinstance(item, bool) and not INT64_MIN <= item <= INT64_MAX:
+                raise RecordError("invalid_value", f"field {path!r} holds an integer outside the 64-bit range")
     else:  # pragma: no cover - schemas above use only the types handled here
         raise TypeError(f"unsupported schema type {typ}")
     allowed = ENUMS.get((record_type, path))
     if allowed is not None and value not in allowed:
         raise RecordError("invalid_value", f"field {path!r} must be one of {sorted(allowed)}")
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _check_text(path: str, value: str) -> None:
+    """A string that UTF-8 can hold: no lone surrogates (what JSON escapes of a lone half decode to)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RecordError("invalid_utf8", f"field {path!r} holds a lone surrogate") from None
 
 
 def _check_fields(prefix: str, obj: dict[str, Any], fields: list[pa.Field], record_type: str) -> None:

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -57,6 +58,8 @@ def parse_line(raw: RawInput, config: ParseConfig) -> InputRecord:
     except json.JSONDecodeError as err:
         # The message names only a position, never the content.
         raise RecordError("malformed_json", f"malformed JSON: {err.msg} at char {err.pos}") from None
+    except RecursionError:
+        raise RecordError("malformed_json", "malformed JSON: nested too deeply") from None
     record_type = validate(obj, config.max_text_chars)
     event_time = obj[EVENT_TIME_FIELD[record_type]]
     return InputRecord(
@@ -71,16 +74,41 @@ def parse_line(raw: RawInput, config: ParseConfig) -> InputRecord:
     )
 
 
+_ID_FIELD = {name: re.compile(rf'"{name}"\s*:\s*"([^"\\]{{1,200}})"') for name in ("tenant_id", "record_id")}
+
+
+def _id_in_text(data: bytes, name: str) -> str | None:
+    """An id field of a line that is not valid JSON, when the line names exactly one."""
+    found = set(_ID_FIELD[name].findall(data.decode("utf-8", "replace")))
+    return found.pop() if len(found) == 1 else None
+
+
+def _clean_id(value) -> bool:
+    """An id worth routing a dead letter by: a short string UTF-8 can hold."""
+    if not isinstance(value, str) or not 0 < len(value) <= 200:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _ids_of(raw: RawInput) -> tuple[str | None, str | None]:
-    """Best-effort tenant and record id of a bad line, to route its dead letter to its region."""
+    """Best-effort tenant and record id of a bad line, to route its dead letter to its region.
+
+    A line that is not valid JSON (truncated, invalid UTF-8) is searched for ``"tenant_id": "..."``:
+    when it names one tenant, its dead letter goes to that tenant's region and, if the tenant is in
+    the registry, is sealed under its key (ccpipe.deadletter), so shredding the tenant reaches it.
+    """
     try:
         obj = json.loads(raw.data)
-    except ValueError:
-        return None, None
+    except (ValueError, RecursionError):
+        return _id_in_text(raw.data, "tenant_id"), _id_in_text(raw.data, "record_id")
     if not isinstance(obj, dict):
         return None, None
-    tenant = obj.get("tenant_id") if isinstance(obj.get("tenant_id"), str) else None
-    record = obj.get("record_id") if isinstance(obj.get("record_id"), str) else None
+    tenant = obj.get("tenant_id") if _clean_id(obj.get("tenant_id")) else None
+    record = obj.get("record_id") if _clean_id(obj.get("record_id")) else None
     return tenant, record
 
 
@@ -89,6 +117,7 @@ class _ParseRecordFn(beam.DoFn):
         self._config = config
         self._ok = Metrics.counter("ccpipe.parse", "records")
         self._bad = Metrics.counter("ccpipe.parse", "dead_letters")
+        self._unexpected = Metrics.counter("ccpipe.parse", "unexpected_errors")
         self._progress = Progress("read records")
 
     def process(self, raw):
@@ -101,6 +130,18 @@ class _ParseRecordFn(beam.DoFn):
             yield TaggedOutput(
                 DEAD,
                 DeadLetter(err.reason, "ParseRecords", str(err), raw.data, raw.source, tenant, record_id),
+            )
+            return
+        except Exception as err:  # noqa: BLE001 - one hostile line must never fail the run
+            # A case nobody thought of: dead-letter it with the exception's type only (its message
+            # could quote the input), count it, and keep going.
+            self._bad.inc()
+            self._unexpected.inc()
+            tenant, record_id = _ids_of(raw)
+            yield TaggedOutput(
+                DEAD,
+                DeadLetter("unparseable", "ParseRecords", f"unexpected {type(err).__name__} while parsing",
+                           raw.data, raw.source, tenant, record_id),
             )
             return
         self._ok.inc()
