@@ -1,7 +1,7 @@
 """Phone numbers of the seven service regions (NL, US, UK, SG, HK, AU, BR), as people type them.
 
-Uses libphonenumber's matcher with each region as the default for numbers written without a
-country code; international numbers (``+``) are found whatever the region. Only texts with at
+Phone-shaped text is parsed with libphonenumber, with each region as the default for numbers written
+without a country code; international numbers (``+``) are found whatever the region. Only texts with at
 least seven digits are examined, since nothing shorter is a phone number in these regions.
 """
 
@@ -17,6 +17,15 @@ CONTEXT = ["phone", "number", "call", "mobile", "cell", "tel", "ring", "reach", 
 REGIONS = ("NL", "US", "GB", "SG", "HK", "AU", "BR")
 _DIGITS = re.compile(r"\d")
 _DATE = re.compile(r"^\d{1,4}([./-])\d{1,2}\1\d{1,4}$")
+_ESCAPE = re.compile(r"\\[nrt,;]")
+_DATE_PREFIX = re.compile(r"^\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\b")
+_DECIMAL = re.compile(r"^\d+\.\d+$")
+_TIME_NEXT = re.compile(r":\d\d")
+_TIME_BEFORE = re.compile(r"\d:$")
+# Phone-shaped text: an optional + or (area), digit groups joined by spaces, dots, dashes, slashes.
+_CANDIDATE = re.compile(
+    r"(?<![\w+.,/-])(?:\+ ?)?(?:\(\d{1,5}\) ?)?\d(?:(?: ?[.\-/] ?| |(?<=\)))?\(?\d+\)?){0,8}(?![\w@])"
+)
 # With one of these words just before it, a number that is only *possible* (not in an allocated
 # range, e.g. a new or fictional range) still counts: people do give such numbers.
 _CUE = re.compile(
@@ -48,17 +57,36 @@ class RegionalPhoneRecognizer(EntityRecognizer):
         return len(_DIGITS.findall(text)) >= 7
 
     def analyze(self, text: str, entities, nlp_artifacts=None) -> list[RecognizerResult]:
-        """Valid numbers (0.9, 0.95 with a '+'), and possible ones of 8+ digits right after a phone cue (0.7)."""
+        """Valid numbers (0.9, 0.95 with a '+'), and possible ones of 8+ digits right after a phone cue (0.7).
+
+        One pass over the text: phone-shaped candidates are cut out by one regex, and only they
+        are parsed, once per region until one numbering plan accepts them (libphonenumber's
+        matcher would scan the whole text once per region).
+        """
         spans: dict[tuple[int, int], float] = {}
-        for region in self.regions:
-            for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.POSSIBLE):
-                if match.raw_string.count(".") >= 3 or _DATE.match(match.raw_string):
-                    continue  # a dotted quad is an IPv4 address and a date is a date, not a phone number
-                if phonenumbers.is_valid_number(match.number):
-                    score = 0.95 if match.raw_string.startswith("+") else 0.9
-                elif len(_DIGITS.findall(match.raw_string)) >= 8 and _CUE.search(text, 0, match.start):
-                    score = 0.7
-                else:
+        text = _ESCAPE.sub("  ", text)  # "\\n" pasted as text separates fields (same length: offsets hold)
+        for candidate in _CANDIDATE.finditer(text):
+            raw = candidate.group().rstrip(" .-/")
+            if raw.count(".") >= 3 or _DATE.match(raw) or len(_DIGITS.findall(raw)) < 7:
+                continue  # a dotted quad is an IPv4 address and a date is a date, not a phone number
+            end = candidate.start() + len(raw)
+            if _DATE_PREFIX.match(raw) or _DECIMAL.match(raw) or _TIME_NEXT.match(text, end) or \
+                    _TIME_BEFORE.search(text, 0, candidate.start()):
+                continue  # "2019-04-27 11:46:27.265391": a timestamp, not "2019-04-27 11" and "27.265391"
+            start, end = candidate.start(), candidate.start() + len(raw)
+            score = 0.0
+            possible = False
+            for region in self.regions if not raw.startswith("+") else ("ZZ",):
+                try:
+                    number = phonenumbers.parse(raw, None if region == "ZZ" else region)
+                except phonenumbers.NumberParseException:
                     continue
-                spans[(match.start, match.end)] = max(score, spans.get((match.start, match.end), 0.0))
+                if phonenumbers.is_valid_number(number):
+                    score = 0.95 if raw.startswith("+") else 0.9
+                    break
+                possible = possible or phonenumbers.is_possible_number(number)
+            if not score and possible and len(_DIGITS.findall(raw)) >= 8 and _CUE.search(text, 0, start):
+                score = 0.7
+            if score:
+                spans[(start, end)] = score
         return [RecognizerResult(self.ENTITY, s, e, score) for (s, e), score in sorted(spans.items())]
