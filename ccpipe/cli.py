@@ -17,7 +17,8 @@ commands:
   stream     run the streaming pipeline from Kafka or a watched folder, on Prism
   eval-pii   measure PII detection against planted ground truth
   tenants    import or list tenants of the control plane
-  keys       keystore and key lifecycle (init, list, rotate, shred)
+  keys       keystore and key lifecycle (init, list, rotate, shred --all | --before DATE);
+             tenant KEKs in --kms local (default) or openbao://HOST:PORT
   grants     operator access grants (add, revoke, list)
   decrypt    decrypt one field of one row (access-checked, audited)
   retention  apply the retention rules (run [--dry-run] [--as-of DATE])

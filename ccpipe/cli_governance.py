@@ -16,13 +16,18 @@ import sys
 from ccpipe.controlplane import access, audit, dsar, keys, retention, tenants_repo
 from ccpipe.controlplane.db import open_control_plane
 from ccpipe.errors import ConfigError
-from ccpipe.keystore import KeystoreConfig, SqliteKeyStore, ccpipe_home
+from ccpipe.keystore import KeystoreConfig, SqliteKeyStore, prepare_sqlite_url
 
 
 def _common(parser: argparse.ArgumentParser, actor: bool = True) -> None:
     parser.add_argument("--control-plane", help="sqlite:///path or postgresql://... (default under $CCPIPE_HOME)")
     parser.add_argument("--keystore", help="keystore file (default $CCPIPE_HOME/keystore.db)")
-    parser.add_argument("--master-key-file", help="master key file (default $CCPIPE_HOME/master.key)")
+    parser.add_argument("--master-key-file", help="master key file of --kms local (default $CCPIPE_HOME/master.key)")
+    parser.add_argument(
+        "--kms", default="",
+        help="key manager of the tenant KEKs: local, openbao://HOST:PORT[/MOUNT]?token_file=PATH or "
+        "openbao+http://127.0.0.1:PORT (default: the one the keystore was created with, else local)",
+    )
     if actor:
         parser.add_argument("--actor", required=True, help="who acts (recorded in the audit log)")
         parser.add_argument("--role", required=True, choices=["operator", "customer_admin"])
@@ -30,16 +35,20 @@ def _common(parser: argparse.ArgumentParser, actor: bool = True) -> None:
 
 
 def _open(args):
-    if not args.control_plane:
-        ccpipe_home().mkdir(parents=True, exist_ok=True)
-    return open_control_plane(args.control_plane)
+    prepare_sqlite_url(args.control_plane)  # $CCPIPE_HOME 0700, control.db 0600
+    # The audit log's key lives in the same keystore and key manager as the command's keys.
+    return open_control_plane(args.control_plane, keys=_keystore_config(args))
 
 
-def _keys(args) -> SqliteKeyStore:
+def _keystore_config(args) -> KeystoreConfig:
     default = KeystoreConfig.default()
-    return SqliteKeyStore(
-        KeystoreConfig(args.keystore or default.path, args.master_key_file or default.master_key_file)
+    return KeystoreConfig(
+        args.keystore or default.path, args.master_key_file or default.master_key_file, kms=args.kms or ""
     )
+
+
+def _keys(args, create: bool = False) -> SqliteKeyStore:
+    return SqliteKeyStore(_keystore_config(args), create=create)
 
 
 def _actor(args) -> audit.Actor:
@@ -79,10 +88,20 @@ def tenants_main(argv: list[str]) -> int:
 
 def keys_main(argv: list[str]) -> int:
     """``ccpipe keys init|list|rotate|shred``."""
-    parser = argparse.ArgumentParser(prog="ccpipe keys", description="Manage the keystore and key lifecycle.")
+    parser = argparse.ArgumentParser(
+        prog="ccpipe keys",
+        description="Manage the keystore and key lifecycle. Shredding destroys the tenant's key-encryption key "
+        "in the key manager (--kms), so no copy of the keystore can unwrap its keys again.",
+    )
     parser.add_argument("action", choices=["init", "list", "rotate", "shred"])
     parser.add_argument("--tenant", help="tenant (rotate, shred)")
-    parser.add_argument("--before", help="shred only content key versions created before this ISO date")
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--before",
+        help="shred: only content key versions created before this ISO date or time (UTC unless it has an offset); "
+        "refused when it would reach the active version",
+    )
+    scope.add_argument("--all", action="store_true", help="shred: every version of every key of the tenant")
     parser.add_argument("--confirm", help="shred: the tenant id again (irreversible)")
     parser.add_argument("--reason", default="", help="why (recorded)")
     _common(parser, actor=False)
@@ -90,27 +109,37 @@ def keys_main(argv: list[str]) -> int:
     parser.add_argument("--role", choices=["operator", "customer_admin"])
     parser.add_argument("--actor-tenant")
     args = parser.parse_args(argv)
-    default = KeystoreConfig.default()
-    config = KeystoreConfig(args.keystore or default.path, args.master_key_file or default.master_key_file)
-    store = SqliteKeyStore(config, create=args.action == "init")
-    if args.action in ("rotate", "shred"):
-        if not (args.tenant and args.actor and args.role):
-            parser.error(f"{args.action} needs --tenant, --actor and --role")
-        cp = _open(args)
-        if args.action == "rotate":
-            print(json.dumps(keys.rotate(cp, store, args.tenant, _actor(args))))
-        else:
-            print(
-                json.dumps(
-                    keys.shred(cp, store, args.tenant, _actor(args), args.confirm or "", args.before, args.reason)
+    if args.action == "shred" and not (args.before or args.all):
+        parser.error("shred needs --all (every version, irreversible) or --before DATE (older content versions)")
+    if args.action != "shred" and (args.before or args.all):
+        parser.error("--before and --all apply to shred only")
+    config = _keystore_config(args)
+    store = _keys(args, create=args.action == "init")
+    try:
+        if args.action in ("rotate", "shred"):
+            if not (args.tenant and args.actor and args.role):
+                parser.error(f"{args.action} needs --tenant, --actor and --role")
+            cp = _open(args)
+            if args.action == "rotate":
+                print(json.dumps(keys.rotate(cp, store, args.tenant, _actor(args))))
+            else:
+                print(
+                    json.dumps(
+                        keys.shred(
+                            cp, store, args.tenant, _actor(args), args.confirm or "", args.before, args.reason
+                        )
+                    )
                 )
-            )
+            return 0
+        if args.action == "init":
+            print(f"keystore ready: {config.path} (key manager: {store.kms.url})")
+        for owner, purpose, version, state in store.versions():
+            print(f"{owner:<28} {purpose:<10} v{version:<3} {state}")
+        for owner, action, keep_from in store.pending_kek_jobs():
+            print(f"pending KEK {action} of {owner} (keep from v{keep_from}): run 'ccpipe keys init' to finish it")
         return 0
-    if args.action == "init":
-        print(f"keystore ready: {config.path}")
-    for owner, purpose, version, state in store.versions():
-        print(f"{owner:<28} {purpose:<10} v{version:<3} {state}")
-    return 0
+    finally:
+        store.close()
 
 
 def grants_main(argv: list[str]) -> int:
@@ -232,12 +261,21 @@ def dsar_main(argv: list[str]) -> int:
 
 
 def audit_main(argv: list[str]) -> int:
-    """``ccpipe audit verify|list``."""
-    parser = argparse.ArgumentParser(prog="ccpipe audit", description="The hash-chained audit log.")
-    parser.add_argument("action", choices=["verify", "list"])
+    """``ccpipe audit verify [--against HEAD] | head [--out HEAD] | list``."""
+    parser = argparse.ArgumentParser(
+        prog="ccpipe audit",
+        description="The keyed, hash-chained audit log. 'head' exports a signed head (seq, hash, MAC) to keep "
+        "outside the database; 'verify --against HEAD' also fails when the log was cut short or rewritten "
+        "since that head was exported.",
+    )
+    parser.add_argument("action", choices=["verify", "head", "list"])
+    parser.add_argument("--against", metavar="HEAD_FILE", help="verify: a head file exported by 'ccpipe audit head'")
+    parser.add_argument("--out", metavar="HEAD_FILE", help="head: write the signed head here (default: stdout)")
     _common(parser, actor=False)
     args = parser.parse_args(argv)
     cp = _open(args)
+    if args.keystore or args.master_key_file or args.kms:
+        cp.keys = _keys(args)  # the audit key's key manager; default: the keystore under $CCPIPE_HOME
     if args.action == "list":
         for e in audit.entries(cp):
             print(
@@ -245,14 +283,39 @@ def audit_main(argv: list[str]) -> int:
                 f"{e['tenant_id'] or '':<14} {e['target'] or ''} {e['outcome']}"
             )
         return 0
-    problems = audit.verify(cp)
+    if args.action == "head":
+        signed = json.dumps(audit.head(cp), sort_keys=True) + "\n"
+        if args.out:
+            import os
+
+            temp = f"{args.out}.tmp-{os.getpid()}"
+            with open(temp, "w") as handle:
+                handle.write(signed)
+            os.replace(temp, args.out)
+            print(f"signed head written to {args.out}", file=sys.stderr)
+        else:
+            sys.stdout.write(signed)
+        return 0
+    head = None
+    if args.against:
+        try:
+            with open(args.against) as handle:
+                head = json.load(handle)
+        except (OSError, ValueError) as err:
+            print(f"audit log NOT VERIFIED: cannot read the head file {args.against}: {err}", file=sys.stderr)
+            return 1
+    problems = audit.verify(cp, head)
     n = len(audit.entries(cp))
     if problems:
         print(f"audit log TAMPERED: {len(problems)} problem(s) in {n} entries", file=sys.stderr)
         for p in problems:
             print(f"  {p}", file=sys.stderr)
         return 1
-    print(f"audit log intact: {n} entries, chain verified")
+    against = f"; matches the signed head at entry {head['seq']}" if head is not None else ""
+    print(f"audit log intact: {n} entries, chain verified{against}")
+    for e in audit.open_intents(cp):
+        print(f"  open intent: entry {e['seq']} {e['action']} {e['tenant_id'] or ''} {e['target'] or ''} "
+              f"at {e['at']} has no recorded outcome")
     return 0
 
 

@@ -24,7 +24,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from ccpipe.errors import ConfigError
-from ccpipe.keystore import TENANT_PURPOSES, KeystoreConfig, SqliteKeyStore, ccpipe_home, deadletter_key_owner
+from ccpipe.keystore import TENANT_PURPOSES, KeystoreConfig, SqliteKeyStore, deadletter_key_owner, prepare_sqlite_url
 from ccpipe.pii.engine import PiiConfig
 from ccpipe.types import QUARANTINE_REGION, REGIONS, Tenant
 from pipelines.stages import ProcessingConfig, ProcessRecords
@@ -55,7 +55,12 @@ class BatchOptions(PipelineOptions):
             "--sink_regions", default=",".join(REGIONS), help="comma-separated regions that have a sink"
         )
         parser.add_argument("--keystore", help="keystore file (default $CCPIPE_HOME/keystore.db)")
-        parser.add_argument("--master_key_file", help="master key file (default $CCPIPE_HOME/master.key)")
+        parser.add_argument("--master_key_file", help="master key file of --kms local (default in $CCPIPE_HOME)")
+        parser.add_argument(
+            "--kms", default="",
+            help="key manager of the tenant KEKs: local, openbao://HOST:PORT[/MOUNT]?token_file=PATH or "
+            "openbao+http://127.0.0.1:PORT (default: the one the keystore was created with, else local)",
+        )
         parser.add_argument("--model", default="en_core_web_sm", help="installed spaCy model for NER")
         parser.add_argument("--pii_config", help="PII configuration YAML: allow-lists, tenant id patterns, model")
         parser.add_argument("--shards", type=int, default=1, help="Parquet files per partition")
@@ -176,12 +181,12 @@ def common_from_options(options: BatchOptions, streaming: bool = False) -> Proce
         master_key_file=os.path.abspath(options.master_key_file)
         if options.master_key_file
         else keystore_default.master_key_file,
+        kms=options.kms or "",
     )
     output = options.output if "://" in options.output else os.path.abspath(options.output)
     # The control plane is always consulted for restrictions: a subject who restricted processing
     # must be dead-lettered whichever tenants file a run is given.
-    if not options.control_plane:
-        ccpipe_home().mkdir(parents=True, exist_ok=True)
+    prepare_sqlite_url(options.control_plane)  # $CCPIPE_HOME 0700, control.db 0600
     cp = open_control_plane(options.control_plane)
     try:
         tenants = load_tenants(options.tenants) if options.tenants else tenants_repo.load(cp)

@@ -32,6 +32,17 @@ def master_key_env():
     yield os.environ["CCPIPE_MASTER_KEY"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_ccpipe_home(tmp_path_factory, master_key_env):
+    """$CCPIPE_HOME is a private folder for the session, never the user's ~/.ccpipe.
+
+    Control planes opened without a key manager keep the audit key in the default keystore there,
+    so the master key is the session's one from the start (a keystore made before it would not open).
+    """
+    os.environ["CCPIPE_HOME"] = str(tmp_path_factory.mktemp("ccpipe-home"))
+    yield
+
+
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory) -> Path:
     from fixtures.generate import generate
@@ -76,6 +87,17 @@ def pg_server():
     from pgserver import PgServer
 
     server = PgServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def bao_server():
+    """A real OpenBao dev server (transit engine mounted) on loopback for the session."""
+    from baoserver import BaoServer
+
+    server = BaoServer()
     server.start()
     yield server
     server.stop()

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import governed_copy
 
+from ccpipe import store as store_mod
 from ccpipe.controlplane import access, audit, dsar, keys, retention, tenants_repo
 from ccpipe.controlplane.db import ControlPlane, ControlPlaneError, open_control_plane
 from ccpipe.controlplane.migrations import current_version
@@ -67,8 +68,8 @@ def inputs(corpus: Path) -> dict[str, dict]:
 
 def test_migrations_are_versioned(control_plane_url):
     cp = open_control_plane(control_plane_url)
-    assert current_version(cp) == 2
-    assert [r[0] for r in cp.query("SELECT version FROM schema_migrations ORDER BY version")] == [1, 2]
+    assert current_version(cp) == 3
+    assert [r[0] for r in cp.query("SELECT version FROM schema_migrations ORDER BY version")] == [1, 2, 3]
     from ccpipe.controlplane.migrations import migrate
 
     assert migrate(cp) == []
@@ -217,7 +218,28 @@ def test_retention_removes_exactly_the_expired(env):
     left = Counter(d for d, _ in all_rows(out))
     assert left["telemetry"] == 0 and left["calls"] > 0 and left["chat_messages"] > 0 and left["usage_daily"] > 0
     assert list(out.glob("region=*/dataset=telemetry/dt=2026-10-*")) == []
-    assert [e["action"] for e in audit.entries(cp)].count("retention_run") == 4
+    runs = [e for e in audit.entries(cp) if e["action"] == "retention_run"]
+    assert [e["outcome"] for e in runs] == ["dry_run", "intent", "ok", "intent", "ok", "intent", "ok"]
+
+
+def test_retention_commits_its_intent_before_touching_anything(env, monkeypatch):
+    cp, keystore, out, tenants = env
+    gone = next(t for t in tenants.values() if t.status == "terminated")
+    as_of = _dt.datetime.fromisoformat(gone.terminated_at.replace("Z", "+00:00")) + _dt.timedelta(days=61)
+    seen: list[list[str]] = []
+    real_delete, real_rewrite, real_destroy = store_mod.delete_file, store_mod.rewrite_without, keystore.destroy
+
+    def outcomes():
+        seen.append([e["outcome"] for e in audit.entries(cp) if e["action"] == "retention_run"])
+
+    monkeypatch.setattr(store_mod, "delete_file", lambda *a: (outcomes(), real_delete(*a))[1])
+    monkeypatch.setattr(store_mod, "rewrite_without", lambda *a: (outcomes(), real_rewrite(*a))[1])
+    monkeypatch.setattr(keystore, "destroy", lambda *a, **k: (outcomes(), real_destroy(*a, **k))[1])
+    retention.plan_and_apply(cp, keystore, out, OPS, as_of, dry_run=False)
+    assert seen and all(s == ["intent"] for s in seen)  # every irreversible step ran after the intent
+    runs = [e for e in audit.entries(cp) if e["action"] == "retention_run"]
+    assert [e["outcome"] for e in runs] == ["intent", "ok"]
+    assert json.loads(runs[1]["details"])["intent"] == runs[0]["seq"]
 
 
 def _subject(out: Path, corpus: Path) -> tuple[str, str, str]:

@@ -1,8 +1,14 @@
 """Pseudonymize and EncryptContent: keyed pseudonyms, then AES-256-GCM, under the tenant's keys.
 
 Keys come from the keystore, opened once per DoFn instance in ``setup`` from a KeystoreConfig
-(no key material travels in the pipeline graph). No key, no write: a record whose key is
-missing, destroyed or cannot be unwrapped goes to the dead-letter output.
+(no key material travels in the pipeline graph, nor the key manager's token). No key, no write: a
+record whose key is missing, destroyed or cannot be unwrapped goes to the dead-letter output.
+
+Long-running (streaming) workers look the key's row up for every record, so a rotation or a shred
+made with ``ccpipe keys`` (or by retention) applies from the next record on; unwrapped material is
+cached for at most ``ccpipe.keystore.KEY_CACHE_TTL_SECONDS`` (30 s), which bounds how long a KEK
+destroyed directly in the key manager can still be used. A key manager that cannot be reached
+(``KmsError``) fails the bundle, which the runner retries: nothing is written meanwhile.
 """
 
 from typing import NamedTuple

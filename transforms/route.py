@@ -6,9 +6,9 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import PCollection
 
+from ccpipe.deadletter import seal as seal_dead_letter
 from ccpipe.errors import ConfigError
-from ccpipe.keystore import KeystoreConfig, SqliteKeyStore, deadletter_key_owner
-from ccpipe.policy import encrypt_dead_letter
+from ccpipe.keystore import KeystoreConfig, SqliteKeyStore
 from ccpipe.types import QUARANTINE_REGION, REGIONS, DeadLetter, OutputRow, Tenant
 
 
@@ -75,6 +75,7 @@ class _EncryptDeadLetterFn(beam.DoFn):
     def __init__(self, keystore: KeystoreConfig, tenants: tuple[Tenant, ...], regions: frozenset[str]) -> None:
         self._keystore_config = keystore
         self._regions = {t.tenant_id: t.region for t in tenants if t.region in regions}
+        self._known = frozenset(t.tenant_id for t in tenants)  # their dead letters: sealed under their key
         self._store = None
 
     def setup(self):
@@ -87,14 +88,18 @@ class _EncryptDeadLetterFn(beam.DoFn):
     def process(self, dead: DeadLetter):
         region = dead.region or self._regions.get(dead.tenant_id or "", QUARANTINE_REGION)
         Metrics.counter("ccpipe.dead_letters", dead.reason).inc()
-        # No fallback: if the dead-letter key is unavailable this raises and the run fails,
-        # because the only alternatives would be dropping the record or writing it in plain text.
-        key = self._store.current(deadletter_key_owner(region), "deadletter")
-        yield encrypt_dead_letter(dead, region, key)
+        # No fallback: if the dead-letter key (or its key manager) is unavailable this raises and the
+        # bundle fails, because the only alternatives would be dropping the record or writing it in
+        # plain text. The key's row is read per dead letter (see ccpipe.keystore: freshness).
+        # Secrets are scrubbed first; a known tenant's key seals its dead letters (if it is shredded,
+        # the line is withheld, never sealed under another key): ccpipe.deadletter.
+        row, how = seal_dead_letter(dead, region, self._store, self._known)
+        Metrics.counter("ccpipe.dead_letters", f"sealed_{how}").inc()
+        yield row
 
 
 class EncryptDeadLetters(beam.PTransform[PCollection[DeadLetter], PCollection[OutputRow]]):
-    """Encrypt each dead letter under its region's dead-letter key (quarantine when unknown)."""
+    """Scrub secrets from each dead letter and seal it: a known tenant's under its key, others under the region's."""
 
     def __init__(self, keystore: KeystoreConfig, tenants: tuple[Tenant, ...], sinks: SinkConfig) -> None:
         """``tenants`` decide the region of a dead letter whose stage did not know it."""

@@ -1,8 +1,15 @@
 """A small database layer over sqlite3 and psycopg with one placeholder style (``?``).
 
-``open_control_plane(url)`` accepts ``sqlite:///path``, a plain file path, or ``postgresql://...``;
-it applies pending migrations and returns a ``ControlPlane``. Errors connecting name the URL (its
-password masked) and what to check.
+``open_control_plane(url, keys=...)`` accepts ``sqlite:///path``, a plain file path, or
+``postgresql://...``; it applies pending migrations and returns a ``ControlPlane``. Errors connecting
+name the URL (its password masked) and what to check.
+
+``keys`` is the key manager that holds the audit log's HMAC key (``audit``), or the
+``KeystoreConfig`` of one (opened when the audit log is first written or verified); without it, the
+default keystore under ``$CCPIPE_HOME`` is.
+Transactions are write transactions: SQLite's take the database's write lock when they begin
+(``BEGIN IMMEDIATE``), so concurrent writers queue (up to the 30 s busy timeout) instead of failing
+with "database is locked" when a read lock cannot be upgraded.
 """
 
 from __future__ import annotations
@@ -34,9 +41,14 @@ def _mask(url: str) -> str:
 class ControlPlane:
     """A connection with ``execute``/``query`` and a ``transaction`` context."""
 
-    def __init__(self, url: str) -> None:
-        """Connect; raise ControlPlaneError with a clear message when that fails."""
+    def __init__(self, url: str, keys: Any = None) -> None:
+        """Connect; raise ControlPlaneError with a clear message when that fails.
+
+        ``keys``: the key manager holding the audit key (see ``ccpipe.controlplane.audit``).
+        """
         self.url = url
+        self.keys = keys
+        self._owned_keys: Any = None
         if url.startswith(("postgresql://", "postgres://")):
             self.dialect = "postgresql"
             try:
@@ -96,7 +108,9 @@ class ControlPlane:
             finally:
                 self._depth -= 1
             return
-        self.execute("BEGIN")
+        # SQLite: take the write lock now; a deferred BEGIN fails with "database is locked" when two
+        # writers both read and then try to upgrade. PostgreSQL writers lock what they need.
+        self.execute("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
         self._depth = 1
         try:
             yield self
@@ -107,15 +121,35 @@ class ControlPlane:
         self._depth = 0
         self.execute("COMMIT")
 
+    @property
+    def in_transaction(self) -> bool:
+        """True inside ``transaction()`` (nothing done now is committed yet)."""
+        return self._depth > 0
+
+    def key_manager(self, create: bool = True) -> Any:
+        """The key manager bound to this control plane; the default keystore when none was given.
+
+        ``create``: make the default keystore (and its master key) when absent, as on first use.
+        """
+        from ccpipe.keystore import KeystoreConfig, SqliteKeyStore
+
+        if self.keys is None or isinstance(self.keys, KeystoreConfig):
+            config = self.keys or KeystoreConfig.default()
+            self._owned_keys = self.keys = SqliteKeyStore(config, create=create)
+        return self.keys
+
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connection (and the default keystore, if this control plane opened it)."""
         self._conn.close()
+        if self._owned_keys is not None:
+            self._owned_keys.close()
+            self._owned_keys = None
 
 
-def open_control_plane(url: str | None = None) -> ControlPlane:
-    """Connect and migrate to the newest schema."""
+def open_control_plane(url: str | None = None, keys: Any = None) -> ControlPlane:
+    """Connect and migrate to the newest schema; ``keys`` holds the audit key (default keystore if None)."""
     from ccpipe.controlplane.migrations import migrate
 
-    cp = ControlPlane(url or default_url())
+    cp = ControlPlane(url or default_url(), keys)
     migrate(cp)
     return cp

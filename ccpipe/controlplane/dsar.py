@@ -195,7 +195,14 @@ def _readable(keys: SqliteKeyStore, tenant_id: str, file: store.PartitionFile, r
     for name, value in row.items():
         if name.endswith("_ciphertext") and value is not None:
             if file.dataset == "_deadletter":
-                continue  # dead letters are the operator's, encrypted under the region's key
+                # A known tenant's dead letter is sealed under its content key (the original line, its
+                # secrets removed: ccpipe.deadletter); others are under the operator's region key.
+                prefix = f"{tenant_id}/content/v"
+                if name == "payload_ciphertext" and (row.get("key_id") or "").startswith(prefix):
+                    key = keys.get(tenant_id, "content", int(row["key_id"].removeprefix(prefix)))
+                    aad = crypto.field_aad(tenant_id, file.region, file.dataset, row["deadletter_id"], "payload")
+                    out["payload"] = crypto.decrypt(key, value, aad).decode("utf-8", "replace")
+                continue
             field = name.removesuffix("_ciphertext")
             aad_field = f"text:{row['seq']}" if file.dataset == "chat_messages" else field
             key = keys.get(tenant_id, "content", row["key_version"])
@@ -283,23 +290,25 @@ def execute(
         result.update(rows=len(rows), out=out)
     elif request.kind == "deletion":
         mask = _subject_mask(tenant.tenant_id, records)
-        removed = 0
-        for file in list(store.partition_files(root, region=tenant.region)):
-            if file.dataset == "usage_daily":
-                continue
-            removed += store.rewrite_without(file, mask)
-        result["rows_removed"] = removed
+        files = [f for f in store.partition_files(root, region=tenant.region) if f.dataset != "usage_daily"]
+        # Files are rewritten outside any transaction: the intent is committed first, so a crash or an
+        # error part-way leaves an audited trace of what was being done (and an error outcome).
+        with audit.intent(cp, actor, "dsar_deletion", tenant_id=tenant.tenant_id, target=request_id,
+                          details={"records": result["records"], "files": len(files)}) as intent_seq:
+            result["rows_removed"] = sum(store.rewrite_without(file, mask) for file in files)
+        result["intent"] = intent_seq
     elif request.kind == "rectification":
         if not changes or set(changes) - set(RECTIFIABLE):
             raise ConfigError(f"rectification needs changes of fields {RECTIFIABLE}")
         ids = records.get("registrations", set())
         if not ids:
             raise tenants_repo.NotFoundError(f"request {request_id}: the subject has no registration to rectify")
-        result["rows_rectified"] = sum(
-            _rectify(keys, tenant, f, ids, changes)
-            for f in list(store.partition_files(root, dataset="registrations", region=tenant.region))
-        )
+        files = list(store.partition_files(root, dataset="registrations", region=tenant.region))
+        with audit.intent(cp, actor, "dsar_rectification", tenant_id=tenant.tenant_id, target=request_id,
+                          details={"records": result["records"], "fields": sorted(changes)}) as intent_seq:
+            result["rows_rectified"] = sum(_rectify(keys, tenant, f, ids, changes) for f in files)
         result["fields"] = sorted(changes)
+        result["intent"] = intent_seq
     else:  # restriction, objection: stop processing the subject's new records
         now = _now().isoformat()
         with cp.transaction():

@@ -13,7 +13,7 @@ from ccpipe.controlplane import audit, tenants_repo
 from ccpipe.controlplane.access import require_tenant_admin_or_operator
 from ccpipe.controlplane.db import ControlPlane
 from ccpipe.errors import CcpipeError, ConfigError
-from ccpipe.keystore import TENANT_PURPOSES, SqliteKeyStore
+from ccpipe.keystore import TENANT_PURPOSES, SqliteKeyStore, parse_cutoff
 
 
 class ShreddedError(CcpipeError):
@@ -39,6 +39,7 @@ def rotate(cp: ControlPlane, keys: SqliteKeyStore, tenant_id: str, actor: audit.
     if is_shredded(keys, tenant_id):
         raise ShreddedError(f"tenant {tenant_id!r} is shredded: its keys were destroyed and cannot be rotated")
     out = {}
+    keys.rotate_kek(tenant_id)  # new data keys are wrapped by a new KEK version too
     with cp.transaction():
         for purpose in TENANT_PURPOSES:
             key = keys.create_key(tenant_id, purpose)
@@ -52,27 +53,50 @@ def shred(
     cp: ControlPlane, keys: SqliteKeyStore, tenant_id: str, actor: audit.Actor, confirm: str,
     before: str | None = None, reason: str = "",
 ) -> dict[str, list[int]]:
-    """Destroy the tenant's content key versions (all, or created before ``before``); irreversible.
+    """Destroy the tenant's key versions (all, or content versions created before ``before``); irreversible.
 
-    The pseudonym key is destroyed with a full shred too, so pseudonyms can no longer be linked to
-    anyone; with ``before`` only older content versions go (e.g. after a rotation).
+    Without ``before`` every version of the content and pseudonym keys goes and so does the tenant's
+    KEK, so pseudonyms can no longer be linked to anyone and no copy of the keystore can be
+    unwrapped. ``before`` (an ISO date or time, UTC unless it has an offset) destroys only older
+    content versions (e.g. after a rotation) and is refused when it would reach the active
+    version: that is a full shred, which must be asked for as such.
+
+    An audit entry with outcome ``intent`` is committed before anything is destroyed; the outcome
+    (``ok``, or ``failed`` with what was destroyed so far) follows.
     """
     tenants_repo.get(cp, tenant_id)
     if confirm != tenant_id:
         raise ConfigError(f"shredding is irreversible: confirm by naming the tenant ({tenant_id!r}), got {confirm!r}")
     require_tenant_admin_or_operator(cp, actor, tenant_id, "keys_shred")
-    if before:
-        try:
-            _dt.datetime.fromisoformat(before)
-        except ValueError:
-            raise ConfigError(f"before {before!r} must be an ISO date or time") from None
-    purposes = ("content",) if before else TENANT_PURPOSES
+    cutoff = parse_cutoff(before, "--before") if before else None
+    purposes = ("content",) if cutoff else TENANT_PURPOSES
+    planned: dict[str, list[int]] = {}
+    for purpose in purposes:
+        info = [k for k in keys.key_info(tenant_id, purpose) if k.state != "destroyed"]
+        planned[purpose] = [k.version for k in info if cutoff is None or k.created_at < cutoff]
+        active = max((k for k in keys.key_info(tenant_id, purpose)), key=lambda k: k.version, default=None)
+        if cutoff and active is not None and active.version in planned[purpose]:
+            raise ConfigError(
+                f"--before {before!r} (= {cutoff.isoformat()}) would destroy the active {purpose} key "
+                f"v{active.version} of {tenant_id!r} (created {active.created_at.isoformat()}); allowed: a cutoff "
+                "at or before the active version's creation; to destroy every version use --all"
+            )
+    details = {"before": cutoff.isoformat() if cutoff else None, "planned": planned, "kms": keys.kms.kind}
+    intent = audit.append(cp, actor, "keys_shred", tenant_id=tenant_id, reason=reason or None, outcome="intent",
+                          details=details)
     destroyed: dict[str, list[int]] = {}
-    with cp.transaction():
+    try:
         for purpose in purposes:
-            destroyed[purpose] = keys.destroy(tenant_id, purpose, before)
-            for version in destroyed[purpose]:
+            destroyed[purpose] = keys.destroy(tenant_id, purpose, cutoff)
+    except Exception as err:
+        audit.append(cp, actor, "keys_shred", tenant_id=tenant_id, reason=reason or None, outcome="failed",
+                     details={**details, "intent": intent, "destroyed": destroyed, "error": type(err).__name__})
+        raise
+    with cp.transaction():
+        for purpose, versions in destroyed.items():
+            for version in versions:
                 _record(cp, tenant_id, purpose, version, "destroyed", actor)
         audit.append(cp, actor, "keys_shred", tenant_id=tenant_id, reason=reason or None,
-                     details={"before": before, "destroyed": destroyed})
+                     details={**details, "intent": intent, "destroyed": destroyed,
+                              "kek_destroyed": not cutoff and not keys.kek_versions(tenant_id)})
     return destroyed

@@ -67,10 +67,16 @@ _V2 = [
         status TEXT NOT NULL CHECK (status IN ('open', 'closed')), closed_at TEXT)""",
 ]
 
+# Version 3 keys the audit chain (HMAC under the key manager's audit key). Entries written before it
+# keep ``key_version`` NULL: an unkeyed prefix, pinned by the first keyed entry after it (an
+# ``audit.anchor`` entry whose chain link is the prefix's last hash); see ``audit.verify``.
+_V3 = ["ALTER TABLE audit_log ADD COLUMN key_version INTEGER"]
+
 MIGRATIONS: list[tuple[int, str, dict[str, list[str]]]] = [
     (1, "tenants, grants, key events, data-subject requests, restrictions, audit log",
      {"sqlite": _SQLITE_V1, "postgresql": _POSTGRES_V1}),
     (2, "government data-request ledger", {"sqlite": _V2, "postgresql": _V2}),
+    (3, "keyed audit chain: key version of each entry", {"sqlite": _V3, "postgresql": _V3}),
 ]
 
 
@@ -91,6 +97,12 @@ def migrate(cp: ControlPlane) -> list[int]:
         if version <= current_version(cp):
             continue
         with cp.transaction():
+            # Another process may be migrating the same database: take the migration lock, then
+            # look again (SQLite's transactions already hold the write lock: BEGIN IMMEDIATE).
+            if cp.dialect == "postgresql":
+                cp.execute("LOCK TABLE schema_migrations IN EXCLUSIVE MODE")
+            if version <= current_version(cp):
+                continue
             for sql in statements[cp.dialect]:
                 cp.execute(sql)
             cp.execute(

@@ -63,6 +63,7 @@ def plan_and_apply(
     call_info = _expired_tenants(cp, as_of, CALL_INFO_DAYS)
     host_cutoff = (as_of - _dt.timedelta(days=HOST_USAGE_DAYS)).date().isoformat()
     actions: list[Action] = []
+    steps: list[tuple[str, store.PartitionFile, pa.Array]] = []
     for file in list(store.partition_files(root)):
         expired_tenants: set[str] = set()
         rule = ""
@@ -86,22 +87,25 @@ def plan_and_apply(
             continue
         kind = "delete_partition" if n == table.num_rows else "rewrite"
         actions.append(Action(kind, str(file.path), n, rule))
-        if not dry_run:
-            if kind == "delete_partition":
-                store.delete_file(file.path)
-            else:
-                store.rewrite_without(file, lambda _t, m=mask: m)
+        steps.append((kind, file, mask))
     for tenant_id in sorted(content):
         live = [v for v, s in keys.states(tenant_id, "content").items() if s != "destroyed"]
         if live:
             actions.append(Action("shred_content_key", tenant_id, 0,
                                   f"customer content in call records, {CONTENT_DAYS}+ days after termination"))
-            if not dry_run:
-                keys.destroy(tenant_id, "content")
-    audit.append(
-        cp, actor, "retention_run", outcome="dry_run" if dry_run else "ok",
-        details={"as_of": as_of.isoformat(), "actions": len(actions),
-                 "rows": sum(a.rows for a in actions), "shredded": [a.target for a in actions
-                                                                   if a.kind == "shred_content_key"]},
-    )
+    details = {"as_of": as_of.isoformat(), "actions": len(actions), "rows": sum(a.rows for a in actions),
+               "shredded": [a.target for a in actions if a.kind == "shred_content_key"]}
+    if dry_run:
+        audit.append(cp, actor, "retention_run", outcome="dry_run", details=details)
+        return actions
+    # Irreversible: the intent is committed before the first file or key is touched.
+    with audit.intent(cp, actor, "retention_run", details=details) as intent_seq:
+        for kind, file, mask in steps:
+            if kind == "delete_partition":
+                store.delete_file(file.path)
+            else:
+                store.rewrite_without(file, lambda _t, m=mask: m)
+        for tenant_id in details["shredded"]:
+            keys.destroy(tenant_id, "content")
+        audit.append(cp, actor, "retention_run", outcome="ok", details={**details, "intent": intent_seq})
     return actions
