@@ -54,7 +54,7 @@ test: install lint $(PRISM) $(KAFKA_JARS)
 
 # A long property-based fuzz campaign of the input paths (make test runs the same tests small).
 fuzz: install
-	CCPIPE_FUZZ_EXAMPLES=$${CCPIPE_FUZZ_EXAMPLES:-20000} $(BIN)/python -m pytest -q tests/test_fuzz_parse.py
+	CCPIPE_FUZZ_EXAMPLES=$${CCPIPE_FUZZ_EXAMPLES:-20000} $(BIN)/python -m pytest -q tests/test_fuzz_parse.py tests/test_fuzz_inputs.py
 
 bench: install
 	$(BIN)/python -m bench.pii

@@ -225,7 +225,7 @@ def validate(obj: Any, max_text_chars: int) -> str:
     record_type = obj.get("type")
     if record_type is None:
         raise RecordError("missing_field", "required field 'type' is missing")
-    if record_type not in INPUT_SCHEMAS:
+    if not isinstance(record_type, str) or record_type not in INPUT_SCHEMAS:
         raise RecordError("unknown_type", f"field 'type' must be one of {sorted(INPUT_SCHEMAS)}")
     _check_fields("", obj, list(INPUT_SCHEMAS[record_type]), record_type)
     if record_type == "chat_transcript":

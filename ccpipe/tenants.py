@@ -6,6 +6,8 @@ A registry file holds a list of tenants, or an object whose ``tenants`` key hold
 from __future__ import annotations
 
 import json
+import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +15,40 @@ import yaml
 
 from ccpipe.errors import ConfigError, RecordError
 from ccpipe.schemas import parse_rfc3339
-from ccpipe.types import Tenant
+from ccpipe.types import REGIONS, Tenant
 
 STATUSES = ("active", "terminated")
 
 
+# Tenant ids: letters, digits and . _ : - (no leading "_": ids starting with it are reserved for
+# ccpipe's own key owners such as "_audit" and "_deadletter:<region>").
+_TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+
+
+@lru_cache(maxsize=1)
+def known_regions() -> frozenset[str]:
+    """The service regions and every ISO 3166-1 alpha-2 country code, lower case."""
+    from faker.providers.address import Provider
+
+    return frozenset(REGIONS) | frozenset(code.lower() for code in Provider.alpha_2_country_codes)
+
+
 def tenant_from_dict(item: dict[str, Any], where: str) -> Tenant:
-    """Build and validate one tenant; errors name the entry and the field."""
+    """Build and validate one tenant; errors name the entry, the field, the value and what is allowed."""
     for name in ("tenant_id", "region"):
         if not isinstance(item.get(name), str) or not item[name]:
             raise ConfigError(f"{where}: field {name!r} must be a non-empty string")
+    if not _TENANT_ID.fullmatch(item["tenant_id"]):
+        raise ConfigError(f"{where}: tenant_id {item['tenant_id'][:64]!r} must be 1-128 letters, digits or . _ : -, "
+                          "not starting with '_' (reserved)")
+    if item["region"].lower() not in known_regions():
+        raise ConfigError(f"{where}: region {item['region'][:32]!r} is not a region code "
+                          f"(one of {', '.join(REGIONS)}, or another ISO 3166-1 alpha-2 country code)")
     status = item.get("status", "active")
-    if status not in STATUSES:
-        raise ConfigError(f"{where}: status {status!r} is not one of {STATUSES}")
+    if not isinstance(status, str) or status not in STATUSES:
+        raise ConfigError(f"{where}: status {str(status)[:32]!r} is not one of {STATUSES}")
+    if not isinstance(item.get("subprocessors") or {}, dict):
+        raise ConfigError(f"{where}: subprocessors must be an object of name: true|false")
     terminated_at = item.get("terminated_at")
     if status == "terminated":
         if not terminated_at:
@@ -50,8 +73,11 @@ def load_tenants(path: str | Path) -> dict[str, Tenant]:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"tenants file {str(path)!r} does not exist")
-    text = path.read_text(encoding="utf-8")
-    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError, RecursionError) as err:
+        raise ConfigError(f"tenants file {str(path)!r} is unreadable: {type(err).__name__}") from None
     if isinstance(data, dict):
         data = data.get("tenants")
     if not isinstance(data, list):

@@ -135,6 +135,12 @@ def test_found_cases_are_dead_lettered(change, reason):
     assert outcome(data).reason == reason
 
 
+@pytest.mark.parametrize("spoofed", [[], {}, ["call_recording"], 1.5, None])
+def test_a_type_that_is_not_a_string_is_dead_lettered(spoofed):
+    data = json.dumps({**GOOD_CALL, "type": spoofed}).encode()
+    assert outcome(data).reason in ("unknown_type", "missing_field")
+
+
 def test_nan_and_infinity_are_not_numbers():
     for token in (b"NaN", b"Infinity", b"-Infinity"):
         data = json.dumps(GOOD_CALL).replace('"duration_s": 300', '"duration_s": 1').encode()

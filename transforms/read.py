@@ -5,6 +5,7 @@ the read. Parquet rows are re-encoded as JSON and validated like any other line.
 """
 
 import datetime as _dt
+import decimal
 import json
 from typing import Any, NamedTuple
 
@@ -25,15 +26,24 @@ class Inputs(NamedTuple):
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, _dt.datetime):
+    if isinstance(value, _dt.datetime | _dt.date | _dt.time):
         return value.isoformat()
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
-    raise TypeError(type(value).__name__)
+    if isinstance(value, decimal.Decimal) and value.is_finite():
+        return float(value)  # a Parquet decimal column holds numbers
+    # Decimal, timedelta and anything else a Parquet column can hold: as text, which validation then
+    # accepts or dead-letters with a named reason (never an exception that fails the read).
+    return str(value)
 
 
 def _parquet_row_to_raw(row: dict[str, Any], source: str) -> RawInput:
-    return RawInput(source=source, data=json.dumps(row, default=_json_default).encode())
+    """A Parquet row as a JSON line; any row becomes a line (bad ones are dead-lettered downstream)."""
+    try:
+        data = json.dumps(row, default=_json_default, allow_nan=True)
+    except (ValueError, TypeError, RecursionError):
+        data = json.dumps({"_unencodable_row": True})
+    return RawInput(source=source, data=data.encode("utf-8", errors="surrogatepass"))
 
 
 _BLANK = Metrics.counter("ccpipe.read", "blank_lines")

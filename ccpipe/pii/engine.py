@@ -89,9 +89,9 @@ class TenantPiiPolicy:
         for name, rx in self.id_patterns:
             try:
                 regex.compile(rx)
-            except regex.error as err:
+            except (regex.error, ValueError, OverflowError, RecursionError, TypeError) as err:
                 raise ConfigError(
-                    f"tenant {self.tenant_id!r}: id pattern {name!r} is not a valid regex: {err}"
+                    f"tenant {self.tenant_id!r}: id pattern {name!r} is not a valid regex: {type(err).__name__}"
                 ) from None
 
 
@@ -132,21 +132,46 @@ class PiiConfig:
         import yaml
 
         try:
-            data = yaml.safe_load(open(path, encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise ConfigError(f"PII configuration {path!r} is unreadable: {err}") from None
-        tenants = tuple(
-            TenantPiiPolicy(
-                tenant_id=tid,
-                allow=tuple(spec.get("allow") or ()),
-                id_patterns=tuple((p["name"], p["regex"]) for p in spec.get("id_patterns") or ()),
-            )
-            for tid, spec in (data.get("tenants") or {}).items()
-        )
+            with open(path, encoding="utf-8") as handle:
+                data = yaml.safe_load(handle) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as err:
+            raise ConfigError(f"PII configuration {path!r} is unreadable: {type(err).__name__}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"PII configuration {path!r} must be a mapping of settings")
+        tenants_spec = data.get("tenants") or {}
+        if not isinstance(tenants_spec, dict):
+            raise ConfigError(f"PII configuration {path!r}: 'tenants' must map tenant ids to settings")
+        tenants = []
+        for tid, spec in tenants_spec.items():
+            spec = spec or {}
+            if not isinstance(spec, dict):
+                raise ConfigError(f"PII configuration {path!r}: tenant {str(tid)[:64]!r} must map to settings")
+            patterns = spec.get("id_patterns") or []
+            if not isinstance(patterns, list) or not all(
+                isinstance(p, dict) and isinstance(p.get("name"), str) and isinstance(p.get("regex"), str)
+                for p in patterns
+            ):
+                raise ConfigError(f"PII configuration {path!r}: tenant {str(tid)[:64]!r}: id_patterns must be a "
+                                  "list of {name: ..., regex: ...}")
+            tenants.append(TenantPiiPolicy(tenant_id=str(tid), allow=_terms(spec.get("allow"), path, "allow"),
+                                           id_patterns=tuple((p["name"], p["regex"]) for p in patterns)))
         kwargs = {
             k: data[k] for k in ("model", "language", "score_threshold", "batch_size", "recognizers") if k in data
         }
-        return cls(allow=tuple(data.get("allow") or ()), tenants=tenants, **{**kwargs, **overrides})
+        for key, typ in (("model", str), ("language", str), ("score_threshold", int | float), ("batch_size", int),
+                         ("recognizers", str)):
+            if key in kwargs and (not isinstance(kwargs[key], typ) or isinstance(kwargs[key], bool)):
+                raise ConfigError(f"PII configuration {path!r}: {key} {str(kwargs[key])[:40]!r} has the wrong type")
+        return cls(allow=_terms(data.get("allow"), path, "allow"), tenants=tuple(tenants), **{**kwargs, **overrides})
+
+
+def _terms(value, path: str, key: str) -> tuple[str, ...]:
+    """A list of terms from a configuration file, or ConfigError."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str | int | float) for v in value):
+        raise ConfigError(f"PII configuration {path!r}: {key} must be a list of terms")
+    return tuple(str(v) for v in value)
 
 
 @dataclass(frozen=True)
