@@ -393,11 +393,25 @@ def test_errors_are_clear_and_change_nothing(env, corpus):
     request_id = dsar.open_request(cp, store, admin_of(tenant), tenant, "deletion", "email", "nobody@example.com")
     dsar.confirm_identity(cp, admin_of(tenant), request_id, "email round-trip")
     before = Counter(row_key(d, r) for d, r in all_rows(out))
-    with pytest.raises(tenants_repo.NotFoundError, match="no data of this subject"):
-        dsar.execute(cp, store, out, admin_of(tenant), request_id)
+    result = dsar.execute(cp, store, out, admin_of(tenant), request_id)
+    assert result["no_data_held"] is True and result["rows_removed"] == 0  # a formal answer, not an error
     assert Counter(row_key(d, r) for d, r in all_rows(out)) == before
-    assert dsar.get(cp, request_id).status == "identity_confirmed"
-    assert len(audit.entries(cp)) == entries_before + 2  # open + identity, nothing for the failures
+    assert dsar.get(cp, request_id).status == "completed"
+    assert audit.verify(cp) == []
+
+
+def test_access_request_for_a_subject_without_data_gets_a_formal_answer(env, tmp_path):
+    cp, store, out, tenants = env
+    tenant = a_call(out)["tenant_id"]
+    request_id = dsar.open_request(cp, store, admin_of(tenant), tenant, "access", "email", "nobody@example.com")
+    dsar.confirm_identity(cp, admin_of(tenant), request_id, "email round-trip")
+    report = tmp_path / "answer.json"
+    result = dsar.execute(cp, store, out, admin_of(tenant), request_id, out=str(report))
+    assert result["no_data_held"] is True and result["rows"] == 0
+    answer = json.loads(report.read_text())
+    assert answer["rows"] == [] and "No personal data of this subject is held" in answer["answer"]
+    assert dsar.get(cp, request_id).status == "completed"
+    assert [e["outcome"] for e in audit.entries(cp) if e["target"] == request_id][-1] == "ok"
 
 
 def test_unreachable_database_is_a_clear_error(tmp_path):

@@ -80,3 +80,25 @@ def test_two_tenants_may_share_a_record_id(tmp_path, streaming):
         files = list((tmp_path / "region=nl" / f"dataset={dataset}").rglob("*.parquet"))
         table = pa.concat_tables([pq.read_table(f) for f in files])
         assert sorted(table.column("tenant_id").to_pylist()) == ["t-a", "t-b"]
+
+
+def test_dsar_rows_are_matched_within_their_dataset(tmp_path):
+    """A registration x-1 of the subject must not pull in (or delete) an unrelated chat x-1."""
+    from ccpipe import store
+    from ccpipe.controlplane.dsar import _subject_mask, _subject_rows
+
+    for dataset, rows in {
+        "registrations": [{"tenant_id": "t", "record_id": "x-1", "who": "subject"},
+                          {"tenant_id": "t", "record_id": "x-2", "who": "other"}],
+        "chat_messages": [{"tenant_id": "t", "record_id": "x-1", "who": "another customer"}],
+        "_deadletter": [{"tenant_id": "t", "record_id": "x-1", "who": "subject's bad copy"}],
+    }.items():
+        folder = tmp_path / "region=nl" / f"dataset={dataset}" / "dt=2026-10-01"
+        folder.mkdir(parents=True)
+        pq.write_table(pa.Table.from_pylist(rows), folder / "part-0.parquet")
+    records = {"registrations": {"x-1"}}
+    found = sorted(row["who"] for _, row in _subject_rows(tmp_path, "nl", "t", records))
+    assert found == ["subject", "subject's bad copy"]
+    removed = {f.dataset: store.rewrite_without(f, _subject_mask("t", records, f.dataset))
+               for f in store.partition_files(tmp_path)}
+    assert removed == {"registrations": 1, "chat_messages": 0, "_deadletter": 1}

@@ -168,9 +168,18 @@ def find_subject_records(root: str | Path, region: str, tenant_id: str, subject_
     return found
 
 
-def _subject_mask(tenant_id: str, records: dict[str, set[str]]):
-    """A table -> boolean mask of the rows of the subject's records (in any dataset)."""
-    ids = pa.array(sorted(set().union(*records.values())) if records else [], pa.string())
+def _subject_mask(tenant_id: str, records: dict[str, set[str]], dataset: str):
+    """A table -> boolean mask of the rows of the subject's records in one dataset.
+
+    Record ids are unique per tenant and dataset only: a registration ``x-1`` and a chat ``x-1`` are
+    different records (of possibly different people), so each dataset matches its own ids. Dead
+    letters carry no dataset and match the subject's record ids of any dataset.
+    """
+    if dataset == "_deadletter":
+        wanted = set().union(*records.values()) if records else set()
+    else:
+        wanted = records.get(dataset, set())
+    ids = pa.array(sorted(wanted), pa.string())
 
     def mask(table: pa.Table) -> pa.Array:
         return pc.fill_null(pc.and_(pc.equal(table["tenant_id"], tenant_id), pc.is_in(table["record_id"], ids)), False)
@@ -179,12 +188,12 @@ def _subject_mask(tenant_id: str, records: dict[str, set[str]]):
 
 
 def _subject_rows(root: str | Path, region: str, tenant_id: str, records: dict[str, set[str]]) -> list[tuple]:
-    mask = _subject_mask(tenant_id, records)
     out = []
     for file in store.partition_files(root, region=region):
         if file.dataset == "usage_daily":
             continue
         table = store.read(file)
+        mask = _subject_mask(tenant_id, records, file.dataset)
         out.extend((file, row) for row in table.filter(mask(table)).to_pylist())
     return out
 
@@ -269,17 +278,21 @@ def execute(
     tenant = tenants_repo.get(cp, request.tenant_id)
     records = find_subject_records(root, tenant.region, tenant.tenant_id, request.subject_kind, request.pseudonyms)
     result: dict[str, Any] = {"records": {d: len(ids) for d, ids in sorted(records.items())}}
-    needs_data = request.kind in ("access", "export", "deletion", "rectification")
-    if needs_data and not records:
+    if request.kind == "rectification" and not records:
         raise tenants_repo.NotFoundError(f"request {request_id}: no data of this subject in tenant {tenant.tenant_id}")
+    if not records and request.kind in ("access", "export", "deletion"):
+        # A formal answer: no personal data of this subject is held (recorded, audited, reported).
+        result["no_data_held"] = True
 
     if request.kind in ("access", "export"):
         if not out:
             raise ConfigError(f"{request.kind} needs an output file (--out)")
         rows = [_readable(keys, tenant.tenant_id, f, r) for f, r in _subject_rows(root, tenant.region,
                                                                                   tenant.tenant_id, records)]
-        report = json.dumps({"request_id": request_id, "tenant_id": tenant.tenant_id, "rows": rows},
-                            indent=2, sort_keys=True, default=str).encode()
+        answer: dict[str, Any] = {"request_id": request_id, "tenant_id": tenant.tenant_id, "rows": rows}
+        if not records:
+            answer["answer"] = f"No personal data of this subject is held by tenant {tenant.tenant_id}."
+        report = json.dumps(answer, indent=2, sort_keys=True, default=str).encode()
         if request.kind == "export":
             if not passphrase or len(passphrase) < 12:
                 raise ConfigError("export needs a passphrase of at least 12 characters, handed over separately")
@@ -289,13 +302,14 @@ def execute(
             handle.write(report)
         result.update(rows=len(rows), out=out)
     elif request.kind == "deletion":
-        mask = _subject_mask(tenant.tenant_id, records)
         files = [f for f in store.partition_files(root, region=tenant.region) if f.dataset != "usage_daily"]
         # Files are rewritten outside any transaction: the intent is committed first, so a crash or an
         # error part-way leaves an audited trace of what was being done (and an error outcome).
         with audit.intent(cp, actor, "dsar_deletion", tenant_id=tenant.tenant_id, target=request_id,
                           details={"records": result["records"], "files": len(files)}) as intent_seq:
-            result["rows_removed"] = sum(store.rewrite_without(file, mask) for file in files)
+            result["rows_removed"] = sum(
+                store.rewrite_without(file, _subject_mask(tenant.tenant_id, records, file.dataset)) for file in files
+            )
         result["intent"] = intent_seq
     elif request.kind == "rectification":
         if not changes or set(changes) - set(RECTIFIABLE):
