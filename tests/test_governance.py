@@ -398,6 +398,7 @@ def test_errors_are_clear_and_change_nothing(env, corpus):
     assert Counter(row_key(d, r) for d, r in all_rows(out)) == before
     assert dsar.get(cp, request_id).status == "completed"
     assert audit.verify(cp) == []
+    assert len(audit.entries(cp)) > entries_before + 2  # open + identity + the completed answer
 
 
 def test_access_request_for_a_subject_without_data_gets_a_formal_answer(env, tmp_path):
