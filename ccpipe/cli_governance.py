@@ -203,10 +203,11 @@ def retention_main(argv: list[str]) -> int:
     parser.add_argument("--output", required=True, help="sink root")
     parser.add_argument("--as-of", help="ISO date (default: now)")
     parser.add_argument("--dry-run", action="store_true")
+    parser.add_argument("--confirm", action="store_true", help="allow destroying content keys (irreversible)")
     _common(parser)
     args = parser.parse_args(argv)
     actions = retention.plan_and_apply(
-        _open(args), _keys(args), args.output, _actor(args), _date(args.as_of), args.dry_run
+        _open(args), _keys(args), args.output, _actor(args), _date(args.as_of), args.dry_run, confirm=args.confirm
     )
     for a in actions:
         print(f"{'would ' if args.dry_run else ''}{a.kind:<17} {a.rows:>6} rows  {a.target}  ({a.rule})")
@@ -261,18 +262,24 @@ def dsar_main(argv: list[str]) -> int:
 
 
 def audit_main(argv: list[str]) -> int:
-    """``ccpipe audit verify [--against HEAD] | head [--out HEAD] | list``."""
+    """``ccpipe audit verify [--against HEAD] | head [--out HEAD] | list | anchor --actor NAME --reason WHY``."""
     parser = argparse.ArgumentParser(
         prog="ccpipe audit",
         description="The keyed, hash-chained audit log. 'head' exports a signed head (seq, hash, MAC) to keep "
         "outside the database; 'verify --against HEAD' also fails when the log was cut short or rewritten "
-        "since that head was exported.",
+        "since that head was exported. 'anchor' (an operator, once, audited) pins the entries written before the "
+        "log was keyed; only for a log upgraded from before the keyed chain: unkeyed entries can be forged "
+        "by anyone who can write the database.",
     )
-    parser.add_argument("action", choices=["verify", "head", "list"])
+    parser.add_argument("action", choices=["verify", "head", "list", "anchor"])
     parser.add_argument("--against", metavar="HEAD_FILE", help="verify: a head file exported by 'ccpipe audit head'")
     parser.add_argument("--out", metavar="HEAD_FILE", help="head: write the signed head here (default: stdout)")
+    parser.add_argument("--actor", help="anchor: the operator who anchors (recorded in the audit log)")
+    parser.add_argument("--reason", help="anchor: why (recorded in the audit log)")
     _common(parser, actor=False)
     args = parser.parse_args(argv)
+    if args.action == "anchor" and not (args.actor and args.reason):
+        parser.error("anchor needs --actor and --reason")
     cp = _open(args)
     if args.keystore or args.master_key_file or args.kms:
         cp.keys = _keys(args)  # the audit key's key manager; default: the keystore under $CCPIPE_HOME
@@ -283,18 +290,17 @@ def audit_main(argv: list[str]) -> int:
                 f"{e['tenant_id'] or '':<14} {e['target'] or ''} {e['outcome']}"
             )
         return 0
+    if args.action == "anchor":
+        seq = audit.anchor(cp, audit.Actor(args.actor, "operator"), args.reason)
+        print(f"unkeyed entries anchored by entry {seq}")
+        return 0
     if args.action == "head":
-        signed = json.dumps(audit.head(cp), sort_keys=True) + "\n"
+        signed = audit.head(cp)
         if args.out:
-            import os
-
-            temp = f"{args.out}.tmp-{os.getpid()}"
-            with open(temp, "w") as handle:
-                handle.write(signed)
-            os.replace(temp, args.out)
+            audit.write_head(args.out, signed)  # O_EXCL|O_NOFOLLOW 0600 temporary file, then a rename
             print(f"signed head written to {args.out}", file=sys.stderr)
         else:
-            sys.stdout.write(signed)
+            sys.stdout.write(json.dumps(signed, sort_keys=True) + "\n")
         return 0
     head = None
     if args.against:
@@ -311,7 +317,8 @@ def audit_main(argv: list[str]) -> int:
         for p in problems:
             print(f"  {p}", file=sys.stderr)
         return 1
-    against = f"; matches the signed head at entry {head['seq']}" if head is not None else ""
+    against = (f"; matches the signed head at entry {head['seq']} exported at {head['exported_at']}"
+               if head is not None else "")
     print(f"audit log intact: {n} entries, chain verified{against}")
     for e in audit.open_intents(cp):
         print(f"  open intent: entry {e['seq']} {e['action']} {e['tenant_id'] or ''} {e['target'] or ''} "

@@ -23,6 +23,7 @@ from ccpipe.controlplane.migrations import current_version
 from ccpipe.errors import ConfigError, KeyUnavailableError
 
 OPS = audit.Actor("ops-anna", "operator")
+LATER = _dt.datetime(2028, 1, 1, tzinfo=_dt.UTC)  # the tests' clock for retention: everything is due
 
 
 @pytest.fixture
@@ -199,22 +200,25 @@ def test_retention_removes_exactly_the_expired(env):
     call_info_before = {d for d, r in all_rows(out) if r.get("tenant_id") == gone.tenant_id} & {"calls", "telemetry"}
     assert call_info_before, "the corpus must give the terminated tenant some call information"
 
-    dry = retention.plan_and_apply(cp, store, out, OPS, terminated + _dt.timedelta(days=30), dry_run=True)
+    dry = retention.plan_and_apply(cp, store, out, OPS, terminated + _dt.timedelta(days=30), dry_run=True, now=LATER)
     assert dry and Counter(row_key(d, r) for d, r in all_rows(out)) == before
     want = expected(30)
-    retention.plan_and_apply(cp, store, out, OPS, terminated + _dt.timedelta(days=30), dry_run=False)
+    retention.plan_and_apply(cp, store, out, OPS, terminated + _dt.timedelta(days=30), dry_run=False, now=LATER,
+                             confirm=True)
     assert Counter(row_key(d, r) for d, r in all_rows(out)) == want
     assert store.states(gone.tenant_id, "content") == {1: "destroyed"}
     assert {d for d, r in all_rows(out) if r.get("tenant_id") == gone.tenant_id} & {"calls", "telemetry"} == (
         call_info_before
     )
     want = expected(61)
-    retention.plan_and_apply(cp, store, out, OPS, terminated + _dt.timedelta(days=61), dry_run=False)
+    retention.plan_and_apply(cp, store, out, OPS, terminated + _dt.timedelta(days=61), dry_run=False, now=LATER,
+                             confirm=True)
     assert Counter(row_key(d, r) for d, r in all_rows(out)) == want
     assert not any(r.get("tenant_id") == gone.tenant_id for d, r in all_rows(out) if d != "usage_daily")
     assert any(r["tenant_id"] == gone.tenant_id for d, r in all_rows(out) if d == "usage_daily")
     # One year on: telemetry and dead-letter partitions of October 2026 are host/usage data past a year.
-    retention.plan_and_apply(cp, store, out, OPS, _dt.datetime(2027, 11, 1, tzinfo=_dt.UTC), dry_run=False)
+    retention.plan_and_apply(cp, store, out, OPS, _dt.datetime(2027, 11, 1, tzinfo=_dt.UTC), dry_run=False, now=LATER,
+                             confirm=True)
     left = Counter(d for d, _ in all_rows(out))
     assert left["telemetry"] == 0 and left["calls"] > 0 and left["chat_messages"] > 0 and left["usage_daily"] > 0
     assert list(out.glob("region=*/dataset=telemetry/dt=2026-10-*")) == []
@@ -235,7 +239,7 @@ def test_retention_commits_its_intent_before_touching_anything(env, monkeypatch)
     monkeypatch.setattr(store_mod, "delete_file", lambda *a: (outcomes(), real_delete(*a))[1])
     monkeypatch.setattr(store_mod, "rewrite_without", lambda *a: (outcomes(), real_rewrite(*a))[1])
     monkeypatch.setattr(keystore, "destroy", lambda *a, **k: (outcomes(), real_destroy(*a, **k))[1])
-    retention.plan_and_apply(cp, keystore, out, OPS, as_of, dry_run=False)
+    retention.plan_and_apply(cp, keystore, out, OPS, as_of, dry_run=False, now=LATER, confirm=True)
     assert seen and all(s == ["intent"] for s in seen)  # every irreversible step ran after the intent
     runs = [e for e in audit.entries(cp) if e["action"] == "retention_run"]
     assert [e["outcome"] for e in runs] == ["intent", "ok"]
@@ -474,3 +478,24 @@ def test_cli_audit_verify_and_retention_dry_run(batch_run, corpus, tmp_path):
         text=True,
     )
     assert done.returncode == 1 and "TAMPERED" in done.stderr
+
+
+def test_retention_guard_rails(env, tmp_path):
+    cp, keystore, out, tenants = env
+    gone = next(t for t in tenants.values() if t.status == "terminated")
+    as_of = _dt.datetime.fromisoformat(gone.terminated_at.replace("Z", "+00:00")) + _dt.timedelta(days=30)
+    before = Counter(row_key(d, r) for d, r in all_rows(out))
+    with pytest.raises(access.AccessDeniedError, match="operators only"):
+        retention.plan_and_apply(cp, keystore, out, admin_of(gone.tenant_id), as_of, dry_run=False, now=LATER)
+    with pytest.raises(ConfigError, match="is in the future"):
+        retention.plan_and_apply(cp, keystore, out, OPS, LATER + _dt.timedelta(days=1), dry_run=False, now=LATER)
+    with pytest.raises(ConfigError, match="does not exist"):
+        retention.plan_and_apply(cp, keystore, tmp_path / "typo", OPS, as_of, dry_run=True, now=LATER)
+    with pytest.raises(ConfigError, match=f"would destroy the content keys of {gone.tenant_id}"):
+        retention.plan_and_apply(cp, keystore, out, OPS, as_of, dry_run=False, now=LATER)
+    assert Counter(row_key(d, r) for d, r in all_rows(out)) == before  # nothing partially applied
+    assert keystore.states(gone.tenant_id, "content") == {1: "active"}
+    refusals = [e for e in audit.entries(cp) if e["action"] == "retention_run"]
+    assert [e["outcome"] for e in refusals] == ["refused"] * 4
+    assert [e["reason"] for e in refusals] == ["operators only", "as_of in the future", "missing sink root",
+                                               "content keys to destroy, not confirmed"]

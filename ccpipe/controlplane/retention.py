@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 from ccpipe import store
 from ccpipe.controlplane import audit, tenants_repo
 from ccpipe.controlplane.db import ControlPlane
+from ccpipe.errors import ConfigError
 from ccpipe.keystore import SqliteKeyStore
 from ccpipe.schemas import parse_rfc3339
 
@@ -54,11 +55,31 @@ def _expired_tenants(cp: ControlPlane, as_of: _dt.datetime, days: int) -> set[st
     return out
 
 
+def _refuse(cp: ControlPlane, actor: audit.Actor, reason: str, error: type[Exception], message: str) -> None:
+    audit.append(cp, actor, "retention_run", outcome="refused", reason=reason)
+    raise error(message)
+
+
 def plan_and_apply(
     cp: ControlPlane, keys: SqliteKeyStore, root: str | Path, actor: audit.Actor, as_of: _dt.datetime,
-    dry_run: bool,
+    dry_run: bool, confirm: bool = False, now: _dt.datetime | None = None,
 ) -> list[Action]:
-    """Compute, and unless ``dry_run`` apply, the retention actions as of ``as_of``."""
+    """Compute, and unless ``dry_run`` apply, the retention actions as of ``as_of``.
+
+    Guard rails (each refusal audited): operators only (retention spans every tenant); a run that
+    applies must not have ``as_of`` after ``now`` (a dry run may look ahead) (default: the clock; it would destroy what is not yet due); the sink root must exist (a
+    mistyped root is not "nothing to do"); destroying content keys needs ``confirm``.
+    """
+    from ccpipe.controlplane.access import AccessDeniedError
+
+    if actor.role != "operator":
+        _refuse(cp, actor, "operators only", AccessDeniedError,
+                f"{actor.name} is {actor.role}: retention runs over every tenant and is for operators only")
+    if not dry_run and as_of > (now or _dt.datetime.now(_dt.UTC)) + _dt.timedelta(minutes=5):
+        _refuse(cp, actor, "as_of in the future", ConfigError,
+                f"as_of {as_of.isoformat()} is in the future: retention applies what is due now, or was due")
+    if not Path(root).is_dir():
+        _refuse(cp, actor, "missing sink root", ConfigError, f"sink root {str(root)!r} does not exist")
     content = _expired_tenants(cp, as_of, CONTENT_DAYS)
     call_info = _expired_tenants(cp, as_of, CALL_INFO_DAYS)
     host_cutoff = (as_of - _dt.timedelta(days=HOST_USAGE_DAYS)).date().isoformat()
@@ -98,6 +119,10 @@ def plan_and_apply(
     if dry_run:
         audit.append(cp, actor, "retention_run", outcome="dry_run", details=details)
         return actions
+    if details["shredded"] and not confirm:
+        _refuse(cp, actor, "content keys to destroy, not confirmed", ConfigError,
+                f"this run would destroy the content keys of {', '.join(details['shredded'])} (irreversible): "
+                "review it with --dry-run, then run again with --confirm")
     # Irreversible: the intent is committed before the first file or key is touched.
     with audit.intent(cp, actor, "retention_run", details=details) as intent_seq:
         for kind, file, mask in steps:
