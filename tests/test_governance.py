@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import governed_copy
 
+from ccpipe import pseudonym
 from ccpipe import store as store_mod
 from ccpipe.controlplane import access, audit, dsar, keys, retention, tenants_repo
 from ccpipe.controlplane.db import ControlPlane, ControlPlaneError, open_control_plane
@@ -360,6 +361,23 @@ def test_restriction_dead_letters_the_subjects_new_records(env, corpus, tmp_path
     expected = {rid for rid, rec in inputs(corpus).items() if rec["tenant_id"] == tenant and rec["agent_id"] == agent}
     assert {r["record_id"] for r in restricted} >= expected and expected
     assert not {r["record_id"] for d, r in all_rows(tmp_path / "out2") if d == "calls"} & expected
+
+
+def test_restriction_survives_key_rotation(env, corpus):
+    cp, keystore, out, tenants = env
+    row = a_call(out)
+    tenant = row["tenant_id"]
+    agent = inputs(corpus)[row["record_id"]]["agent_id"]
+    admin = admin_of(tenant)
+    request_id = dsar.open_request(cp, keystore, admin, tenant, "restriction", "agent_id", agent)
+    dsar.confirm_identity(cp, admin, request_id, "agent confirmed by HR ticket")
+    dsar.execute(cp, keystore, out, admin, request_id)
+    keys.rotate(cp, keystore, tenant, OPS)
+    region = tenants[tenant].region
+    newest = max(keystore.usable_versions(tenant, "pseudonym"), key=lambda k: k.version)
+    new_pseudonym = pseudonym.pseudonymize(newest, "agent_id", pseudonym.normalize("agent_id", agent, region))
+    assert (tenant, new_pseudonym) not in dsar.restricted_pseudonyms(cp)  # what the stored pseudonyms cover
+    assert (tenant, new_pseudonym) in dsar.restricted_pseudonyms(cp, keystore)  # every usable version now
 
 
 def test_operator_needs_a_grant_and_refusals_are_audited(env):

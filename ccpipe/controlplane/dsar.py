@@ -338,6 +338,39 @@ def execute(
     return result
 
 
-def restricted_pseudonyms(cp: ControlPlane) -> frozenset[tuple[str, str]]:
-    """(tenant, pseudonym) pairs whose new records the pipelines must not process."""
-    return frozenset((r[0], r[1]) for r in cp.query("SELECT tenant_id, pseudonym FROM restrictions"))
+def restricted_pseudonyms(cp: ControlPlane, keys: SqliteKeyStore | None = None) -> frozenset[tuple[str, str]]:
+    """(tenant, pseudonym) pairs whose new records the pipelines must not process.
+
+    The pseudonyms stored with a restriction are those of the key versions usable when it was
+    made; after ``keys rotate`` new records carry pseudonyms of the new version. With ``keys``, the
+    subject's identifier (kept encrypted with the request) is decrypted and pseudonymized under
+    every version usable now, so a restriction survives rotation. A request whose tenant key is
+    gone keeps its stored pseudonyms (fail closed: still restricted).
+    """
+    pairs = {(r[0], r[1]) for r in cp.query("SELECT tenant_id, pseudonym FROM restrictions")}
+    if keys is None:
+        return frozenset(pairs)
+    rows = cp.query(
+        "SELECT DISTINCT d.request_id, d.tenant_id, d.subject_kind, d.subject_ciphertext FROM dsar_requests d "
+        "JOIN restrictions r ON r.request_id = d.request_id"
+    )
+    for request_id, tenant_id, subject_kind, ciphertext in rows:
+        try:
+            tenant = tenants_repo.get(cp, tenant_id)
+            value = _subject_value(keys, tenant_id, request_id, bytes(ciphertext))
+            pairs.update((tenant_id, p) for p in subject_pseudonyms(keys, tenant_id, tenant.region, subject_kind,
+                                                                    value))
+        except (CcpipeError, ValueError):
+            continue
+    return frozenset(pairs)
+
+
+def _subject_value(keys: SqliteKeyStore, tenant_id: str, request_id: str, ciphertext: bytes) -> str:
+    """The subject identifier of a request, decrypted under any usable version of the content key."""
+    aad = f"ccpipe/dsar/v1|{tenant_id}|{request_id}".encode()
+    for key in keys.usable_versions(tenant_id, "content"):
+        try:
+            return crypto.decrypt(key, ciphertext, aad).decode()
+        except Exception:  # noqa: BLE001 - another version; InvalidTag
+            continue
+    raise ValueError(f"request {request_id}: no usable key decrypts the subject")
