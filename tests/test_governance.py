@@ -57,6 +57,11 @@ def admin_of(tenant_id: str) -> audit.Actor:
     return audit.Actor(f"admin@{tenant_id}", "customer_admin", tenant_id)
 
 
+def second_admin(admin: audit.Actor) -> audit.Actor:
+    """Another admin of the same tenant: identity is confirmed by someone other than the requester."""
+    return audit.Actor(f"second-{admin.name}", admin.role, admin.tenant_id)
+
+
 def a_call(root: Path, tenant_id: str | None = None) -> dict:
     return next(r for d, r in all_rows(root) if d == "calls" and (tenant_id is None or r["tenant_id"] == tenant_id))
 
@@ -266,7 +271,7 @@ def test_deletion_leaves_no_trace_and_keeps_others(env, corpus):
     request_id = dsar.open_request(cp, store, admin, tenant, "deletion", kind, value)
     with pytest.raises(dsar.RequestStateError, match="confirm the subject's identity"):
         dsar.execute(cp, store, out, admin, request_id)
-    dsar.confirm_identity(cp, admin, request_id, "caller verified last invoice amount and account PIN")
+    dsar.confirm_identity(cp, second_admin(admin), request_id, "caller verified last invoice amount and account PIN")
     result = dsar.execute(cp, store, out, admin, request_id)
     after = Counter(row_key(d, r) for d, r in all_rows(out))
     removed = before - after
@@ -294,7 +299,7 @@ def test_access_and_encrypted_export(env, corpus, tmp_path):
     tenant, kind, value = _subject(out, corpus)
     admin = admin_of(tenant)
     request_id = dsar.open_request(cp, store, admin, tenant, "export", kind, value)
-    dsar.confirm_identity(cp, admin, request_id, "verified by signed letter")
+    dsar.confirm_identity(cp, second_admin(admin), request_id, "verified by signed letter")
     bundle = tmp_path / "export.bin"
     with pytest.raises(ConfigError, match="passphrase"):
         dsar.execute(cp, store, out, admin, request_id, out=str(bundle), passphrase="short")
@@ -307,7 +312,7 @@ def test_access_and_encrypted_export(env, corpus, tmp_path):
     with pytest.raises(Exception):  # noqa: B017 - cryptography raises InvalidTag
         dsar.open_bundle(blob, "wrong passphrase!!", context)
     access_id = dsar.open_request(cp, store, admin, tenant, "access", kind, value)
-    dsar.confirm_identity(cp, admin, access_id, "verified by signed letter")
+    dsar.confirm_identity(cp, second_admin(admin), access_id, "verified by signed letter")
     readable = tmp_path / "access.json"
     result = dsar.execute(cp, store, out, admin, access_id, out=str(readable))
     assert result["rows"] == len(json.loads(readable.read_text())["rows"]) > 0
@@ -324,7 +329,7 @@ def test_rectification(env, corpus):
     }[reg["record_id"]]
     admin = admin_of(tenant)
     request_id = dsar.open_request(cp, store, admin, tenant, "rectification", "email", original["email"])
-    dsar.confirm_identity(cp, admin, request_id, "verified via account login")
+    dsar.confirm_identity(cp, second_admin(admin), request_id, "verified via account login")
     result = dsar.execute(cp, store, out, admin, request_id, changes={"email": "New.Address@Example.org"})
     assert result["rows_rectified"] == 1
     assert (
@@ -350,7 +355,7 @@ def test_restriction_dead_letters_the_subjects_new_records(env, corpus, tmp_path
     agent = inputs(corpus)[row["record_id"]]["agent_id"]
     admin = admin_of(tenant)
     request_id = dsar.open_request(cp, store, admin, tenant, "restriction", "agent_id", agent)
-    dsar.confirm_identity(cp, admin, request_id, "agent confirmed by HR ticket")
+    dsar.confirm_identity(cp, second_admin(admin), request_id, "agent confirmed by HR ticket")
     dsar.execute(cp, store, out, admin, request_id)
     config = make_config(corpus, tmp_path / "out2", Path(store._config.path).parent, "restricted")
     from dataclasses import replace
@@ -370,7 +375,7 @@ def test_restriction_survives_key_rotation(env, corpus):
     agent = inputs(corpus)[row["record_id"]]["agent_id"]
     admin = admin_of(tenant)
     request_id = dsar.open_request(cp, keystore, admin, tenant, "restriction", "agent_id", agent)
-    dsar.confirm_identity(cp, admin, request_id, "agent confirmed by HR ticket")
+    dsar.confirm_identity(cp, second_admin(admin), request_id, "agent confirmed by HR ticket")
     dsar.execute(cp, keystore, out, admin, request_id)
     keys.rotate(cp, keystore, tenant, OPS)
     region = tenants[tenant].region
@@ -413,7 +418,7 @@ def test_errors_are_clear_and_change_nothing(env, corpus):
         dsar.open_request(cp, store, OPS, "tnt-nope", "deletion", "email", "x@example.com")
     tenant = a_call(out)["tenant_id"]
     request_id = dsar.open_request(cp, store, admin_of(tenant), tenant, "deletion", "email", "nobody@example.com")
-    dsar.confirm_identity(cp, admin_of(tenant), request_id, "email round-trip")
+    dsar.confirm_identity(cp, second_admin(admin_of(tenant)), request_id, "email round-trip")
     before = Counter(row_key(d, r) for d, r in all_rows(out))
     result = dsar.execute(cp, store, out, admin_of(tenant), request_id)
     assert result["no_data_held"] is True and result["rows_removed"] == 0  # a formal answer, not an error
@@ -427,7 +432,7 @@ def test_access_request_for_a_subject_without_data_gets_a_formal_answer(env, tmp
     cp, store, out, tenants = env
     tenant = a_call(out)["tenant_id"]
     request_id = dsar.open_request(cp, store, admin_of(tenant), tenant, "access", "email", "nobody@example.com")
-    dsar.confirm_identity(cp, admin_of(tenant), request_id, "email round-trip")
+    dsar.confirm_identity(cp, second_admin(admin_of(tenant)), request_id, "email round-trip")
     report = tmp_path / "answer.json"
     result = dsar.execute(cp, store, out, admin_of(tenant), request_id, out=str(report))
     assert result["no_data_held"] is True and result["rows"] == 0
@@ -517,3 +522,22 @@ def test_retention_guard_rails(env, tmp_path):
     assert [e["outcome"] for e in refusals] == ["refused"] * 4
     assert [e["reason"] for e in refusals] == ["operators only", "as_of in the future", "missing sink root",
                                                "content keys to destroy, not confirmed"]
+
+
+def test_operator_cannot_bypass_decrypt_through_a_data_subject_request(env, corpus):
+    cp, keystore, out, tenants = env
+    row = a_call(out)
+    tenant = row["tenant_id"]
+    agent = inputs(corpus)[row["record_id"]]["agent_id"]
+    request_id = dsar.open_request(cp, keystore, OPS, tenant, "access", "agent_id", agent)
+    with pytest.raises(access.AccessDeniedError, match="someone else must confirm"):
+        dsar.confirm_identity(cp, OPS, request_id, "I checked it myself")
+    dsar.confirm_identity(cp, admin_of(tenant), request_id, "HR ticket 77")
+    with pytest.raises(access.AccessDeniedError, match="no active grant"):
+        dsar.execute(cp, keystore, out, OPS, request_id, out=str(out / "leak.json"))
+    assert not (out / "leak.json").exists()
+    assert dsar.get(cp, request_id).status == "identity_confirmed"
+    outcomes = [(e["action"], e["outcome"]) for e in audit.entries(cp) if e["outcome"] == "refused"]
+    assert outcomes == [("dsar_identity", "refused"), ("decrypt", "refused")]
+    access.add_grant(cp, admin_of(tenant), tenant, OPS.name, 1, "DSAR 77")
+    assert dsar.execute(cp, keystore, out, OPS, request_id, out=str(out / "ok.json"))["rows"] > 0

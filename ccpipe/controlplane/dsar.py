@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ccpipe import crypto, pseudonym, store
 from ccpipe.controlplane import audit, tenants_repo
-from ccpipe.controlplane.access import require_tenant_admin_or_operator
+from ccpipe.controlplane.access import AccessDeniedError, authorize_decrypt, require_tenant_admin_or_operator
 from ccpipe.controlplane.db import ControlPlane
 from ccpipe.errors import CcpipeError, ConfigError
 from ccpipe.keystore import SqliteKeyStore
@@ -136,6 +136,13 @@ def confirm_identity(cp: ControlPlane, actor: audit.Actor, request_id: str, meth
     """Record how the subject's identity was checked; required before anything is served."""
     request = get(cp, request_id)
     require_tenant_admin_or_operator(cp, actor, request.tenant_id, "dsar_identity")
+    requested_by = cp.one("SELECT requested_by FROM dsar_requests WHERE request_id = ?", (request_id,))[0]
+    if requested_by == actor.name:
+        # Four eyes: whoever opened the request cannot also vouch for the subject's identity (else an
+        # operator refused by 'decrypt' could open an access request and serve it to herself).
+        audit.append(cp, actor, "dsar_identity", tenant_id=request.tenant_id, target=request_id, outcome="refused",
+                     reason="the requester cannot confirm the identity")
+        raise AccessDeniedError(f"{actor.name!r} opened request {request_id}; someone else must confirm the identity")
     if request.status != "received":
         raise RequestStateError(f"request {request_id} is {request.status}; identity can only be confirmed once")
     if not method.strip():
@@ -278,6 +285,10 @@ def execute(
     tenant = tenants_repo.get(cp, request.tenant_id)
     records = find_subject_records(root, tenant.region, tenant.tenant_id, request.subject_kind, request.pseudonyms)
     result: dict[str, Any] = {"records": {d: len(ids) for d, ids in sorted(records.items())}}
+    if actor.role == "operator" and request.kind in ("access", "export", "deletion", "rectification"):
+        # Serving a request reads or changes customer content: operators need the tenant admin's grant,
+        # exactly as for 'decrypt' (refusals audited there).
+        authorize_decrypt(cp, actor, tenant.tenant_id, f"dsar {request.kind} {request_id}")
     if request.kind == "rectification" and not records:
         raise tenants_repo.NotFoundError(f"request {request_id}: no data of this subject in tenant {tenant.tenant_id}")
     if not records and request.kind in ("access", "export", "deletion"):
