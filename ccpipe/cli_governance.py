@@ -11,7 +11,9 @@ import argparse
 import datetime as _dt
 import getpass
 import json
+import os
 import sys
+from pathlib import Path
 
 from ccpipe.controlplane import access, audit, dsar, keys, retention, tenants_repo
 from ccpipe.controlplane.db import open_control_plane
@@ -216,25 +218,54 @@ def retention_main(argv: list[str]) -> int:
     return 0
 
 
+def _passphrase(path: str | None) -> str:
+    """A bundle passphrase from a file (first line) or asked for at the terminal; never a flag value."""
+    if path:
+        return Path(path).read_text(encoding="utf-8").splitlines()[0].strip() if Path(path).stat().st_size else ""
+    if not sys.stdin.isatty():
+        raise ConfigError("give the passphrase in a file (--passphrase-file) or run at a terminal to be asked")
+    return getpass.getpass("bundle passphrase: ")
+
+
 def dsar_main(argv: list[str]) -> int:
     """``ccpipe dsar open|confirm-identity|run|list``."""
     parser = argparse.ArgumentParser(prog="ccpipe dsar", description=dsar.__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=["open", "confirm-identity", "run", "list"])
+    parser.add_argument("action", choices=["open", "confirm-identity", "run", "list", "open-bundle"])
     parser.add_argument("--tenant")
     parser.add_argument("--kind", choices=list(dsar.KINDS))
     parser.add_argument("--subject-kind", choices=sorted(dsar.SUBJECT_COLUMNS))
-    parser.add_argument("--subject", help="the identifier (read from stdin when '-')")
+    parser.add_argument("--subject", help="'-': read the identifier from standard input (never on the command "
+                        "line, where it would land in shell history)")
+    parser.add_argument("--subject-file", help="a file holding the identifier (first line)")
+    parser.add_argument("--in", dest="bundle", help="open-bundle: the export bundle to decrypt")
     parser.add_argument("--request")
     parser.add_argument("--method", help="identity check performed (confirm-identity)")
     parser.add_argument("--output", help="sink root (run)")
     parser.add_argument("--out", help="report or bundle file (access, export)")
-    parser.add_argument("--passphrase-file", help="export: file holding the bundle passphrase")
+    parser.add_argument("--passphrase-file", help="export, open-bundle: file holding the bundle passphrase "
+                        "(else it is asked for at the terminal)")
     parser.add_argument("--set", action="append", default=[], help="rectification: FIELD=VALUE")
     _common(parser)
     args = parser.parse_args(argv)
+    if args.action == "open-bundle":
+        if not (args.bundle and args.request and args.out):
+            parser.error("open-bundle needs --in BUNDLE, --request ID and --out FILE")
+        plain = dsar.open_bundle(Path(args.bundle).read_bytes(), _passphrase(args.passphrase_file),
+                                 f"ccpipe-export/v1|{args.request}".encode())
+        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(plain)
+        print(f"decrypted bundle of request {args.request} to {args.out}")
+        return 0
     cp = _open(args)
     if args.action == "open":
-        subject = sys.stdin.readline().strip() if args.subject == "-" else (args.subject or "")
+        if args.subject_file:
+            subject = Path(args.subject_file).read_text(encoding="utf-8").splitlines()[0] if Path(
+                args.subject_file).stat().st_size else ""
+        elif args.subject == "-":
+            subject = sys.stdin.readline().strip()
+        else:
+            parser.error("give the subject identifier on standard input (--subject -) or in a file (--subject-file)")
         print(
             dsar.open_request(
                 cp, _keys(args), _actor(args), args.tenant or "", args.kind or "", args.subject_kind or "", subject
@@ -245,7 +276,7 @@ def dsar_main(argv: list[str]) -> int:
     elif args.action == "run":
         if not args.output:
             parser.error("run needs --output")
-        passphrase = open(args.passphrase_file).read().strip() if args.passphrase_file else None
+        passphrase = _passphrase(args.passphrase_file) if dsar.get(cp, args.request or "").kind == "export" else None
         changes = dict(item.split("=", 1) for item in args.set)
         print(
             json.dumps(

@@ -14,11 +14,13 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import phonenumbers
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -80,6 +82,28 @@ def subject_pseudonyms(keys: SqliteKeyStore, tenant_id: str, region: str, kind: 
                                                                                                       "pseudonym")]
 
 
+_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s.]+(?:\.[^@\s.]+)+")
+_TOKEN = re.compile(r"[^\s]{1,200}")
+
+
+def validate_subject(kind: str, value: str, region: str) -> None:
+    """ConfigError unless the identifier is well formed for its kind (the value is never echoed)."""
+    value = value.strip()
+    if kind == "email" and not _EMAIL.fullmatch(value):
+        raise ConfigError("subject-kind email: the identifier is not an e-mail address (name@domain.tld)")
+    if kind == "phone":
+        try:
+            number = phonenumbers.parse(value, pseudonym.PHONE_REGION.get(region, "US"))
+            ok = phonenumbers.is_possible_number(number)
+        except phonenumbers.NumberParseException:
+            ok = False
+        if not ok:
+            raise ConfigError(f"subject-kind phone: the identifier is not a phone number (international, or "
+                              f"national in region {region!r})")
+    if kind in ("username", "agent_id") and not _TOKEN.fullmatch(value):
+        raise ConfigError(f"subject-kind {kind}: the identifier must be one token of at most 200 characters")
+
+
 def open_request(
     cp: ControlPlane, keys: SqliteKeyStore, actor: audit.Actor, tenant_id: str, kind: str, subject_kind: str,
     subject_value: str, received_at: _dt.datetime | None = None,
@@ -92,6 +116,7 @@ def open_request(
     if not subject_value.strip():
         raise ConfigError("the subject identifier must not be empty")
     tenant = tenants_repo.get(cp, tenant_id)
+    validate_subject(subject_kind, subject_value, tenant.region)
     require_tenant_admin_or_operator(cp, actor, tenant_id, "dsar_open")
     request_id = uuid.uuid4().hex[:16]
     received = received_at or _now()
