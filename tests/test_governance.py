@@ -308,14 +308,22 @@ def test_access_and_encrypted_export(env, corpus, tmp_path):
     assert value.encode() not in blob
     context = f"ccpipe-export/v1|{request_id}".encode()
     report = json.loads(dsar.open_bundle(blob, "correct horse battery staple", context))
-    assert any(r.get("calling_number") == value for r in report["rows"])
+    calls = next(c for c in report["data_held"] if c["category"] == "Calls with the contact center")
+    assert any(r.get("calling_number") == value for r in calls["records"])
+    assert {"why", "where", "how_long"} <= set(calls)
+    # Third-party data and internals are left out: no agent, no pseudonyms, key versions or offsets.
+    text = json.dumps(report)
+    for internal in ("agent_id", "_pseudonym", "key_version", "record_id", "source"):
+        assert internal not in text, internal
+    assert not any("dtmf_digits" in r for c in report["data_held"] for r in c["records"])  # a secret: not shown
     with pytest.raises(Exception):  # noqa: B017 - cryptography raises InvalidTag
         dsar.open_bundle(blob, "wrong passphrase!!", context)
     access_id = dsar.open_request(cp, store, admin, tenant, "access", kind, value)
     dsar.confirm_identity(cp, second_admin(admin), access_id, "verified by signed letter")
     readable = tmp_path / "access.json"
     result = dsar.execute(cp, store, out, admin, access_id, out=str(readable))
-    assert result["rows"] == len(json.loads(readable.read_text())["rows"]) > 0
+    held = json.loads(readable.read_text())["data_held"]
+    assert result["rows"] == sum(len(c["records"]) for c in held) > 0
     assert oct(readable.stat().st_mode)[-3:] == "600"
 
 
@@ -437,7 +445,7 @@ def test_access_request_for_a_subject_without_data_gets_a_formal_answer(env, tmp
     result = dsar.execute(cp, store, out, admin_of(tenant), request_id, out=str(report))
     assert result["no_data_held"] is True and result["rows"] == 0
     answer = json.loads(report.read_text())
-    assert answer["rows"] == [] and "No personal data of this subject is held" in answer["answer"]
+    assert answer["data_held"] == [] and "No personal data of this subject is held" in answer["answer"]
     assert dsar.get(cp, request_id).status == "completed"
     assert [e["outcome"] for e in audit.entries(cp) if e["target"] == request_id][-1] == "ok"
 

@@ -254,6 +254,71 @@ def _readable(keys: SqliteKeyStore, tenant_id: str, file: store.PartitionFile, r
     return out
 
 
+# What the subject is told per data category: its name, why it is held, how long, and the fields
+# shown. Everything else is left out on purpose: pseudonyms, key versions, offsets and ids are
+# internal; agent ids and the other party's number are third-party personal data; keypad input and
+# password hashes are security secrets (their existence is stated, not their value).
+CATEGORIES: dict[str, dict[str, Any]] = {
+    "calls": {"title": "Calls with the contact center",
+              "purpose": "handling your calls and keeping a record of them for the customer's service",
+              "retention": "until 60 days after the contract of the company you called ends; call transcripts "
+                           "as customer content until 28 days after",
+              "fields": ("event_time", "direction", "queue", "duration_s", "hold_s", "transcript", "wrapup_notes"),
+              "own_numbers": ("calling_number", "called_number"),
+              "withheld": {"dtmf_digits": "keypad input (PINs) is not shown for your security"}},
+    "chat_messages": {"title": "Chat conversations",
+                      "purpose": "answering your chat messages and keeping the conversation",
+                      "retention": "until 28 days after the contract of the company you chatted with ends",
+                      "fields": ("sent_at", "sender", "channel", "text")},
+    "registrations": {"title": "Registration",
+                      "purpose": "creating and managing your account",
+                      "retention": "until 28 days after the contract of the company you registered with ends",
+                      "fields": ("event_time", "kind", "name", "username", "email", "phone", "display_name",
+                                 "ip_address", "custom"),
+                      "withheld": {"password_hash": "your password is held only as a salted hash that "
+                                                    "cannot be turned back into the password"}},
+    "telemetry": {"title": "Agent and device telemetry",
+                  "purpose": "running and securing the contact-center service",
+                  "retention": "one year, or 60 days after the contract ends if sooner",
+                  "fields": ("event_time", "event", "client_version", "device_type", "software_version",
+                             "ip_prefix", "call_duration_s")},
+    "_deadletter": {"title": "Records that could not be processed",
+                    "purpose": "finding and fixing processing errors",
+                    "retention": "one year",
+                    "fields": ("reason",)},
+}
+
+
+def access_report(request: Request, region: str, rows: list[tuple[str, dict[str, Any], dict[str, Any]]]
+                  ) -> dict[str, Any]:
+    """The subject's access report: per data category what is held, why, where and for how long.
+
+    ``rows`` are (dataset, stored row, decrypted row). Only the fields of ``CATEGORIES`` are shown;
+    a phone number is shown only where it is the subject's own (its pseudonym is the subject's).
+    """
+    own = set(request.pseudonyms)
+    categories: dict[str, dict[str, Any]] = {}
+    for dataset, stored, readable in rows:
+        spec = CATEGORIES.get(dataset)
+        if spec is None:
+            continue
+        entry = categories.setdefault(dataset, {
+            "category": spec["title"], "why": spec["purpose"], "where": f"region {region}",
+            "how_long": spec["retention"], "records": [],
+            **({"not_shown": spec["withheld"]} if spec.get("withheld") else {}),
+        })
+        item = {f: readable[f] for f in spec["fields"] if readable.get(f) not in (None, "")}
+        for field in spec.get("own_numbers", ()):
+            if stored.get(f"{field}_pseudonym") in own and readable.get(field):
+                item[field] = readable[field]
+        entry["records"].append(item)
+    for entry in categories.values():
+        entry["records"].sort(key=lambda r: str(r.get("event_time") or r.get("sent_at") or ""))
+    return {"request_id": request.request_id, "tenant_id": request.tenant_id, "kind": request.kind,
+            "data_held": [categories[d] for d in CATEGORIES if d in categories],
+            "rows": sum(len(c["records"]) for c in categories.values())}
+
+
 def seal_bundle(payload: bytes, passphrase: str, context: bytes) -> bytes:
     """AES-256-GCM under a key derived from the passphrase with scrypt."""
     salt, nonce = os.urandom(16), os.urandom(12)
@@ -323,9 +388,10 @@ def execute(
     if request.kind in ("access", "export"):
         if not out:
             raise ConfigError(f"{request.kind} needs an output file (--out)")
-        rows = [_readable(keys, tenant.tenant_id, f, r) for f, r in _subject_rows(root, tenant.region,
-                                                                                  tenant.tenant_id, records)]
-        answer: dict[str, Any] = {"request_id": request_id, "tenant_id": tenant.tenant_id, "rows": rows}
+        subject_rows = _subject_rows(root, tenant.region, tenant.tenant_id, records)
+        rows = [_readable(keys, tenant.tenant_id, f, r) for f, r in subject_rows]
+        answer = access_report(request, tenant.region, [(f.dataset, raw, r) for (f, raw), r in zip(subject_rows, rows,
+                                                                                                   strict=True)])
         if not records:
             answer["answer"] = f"No personal data of this subject is held by tenant {tenant.tenant_id}."
         report = json.dumps(answer, indent=2, sort_keys=True, default=str).encode()
@@ -336,7 +402,7 @@ def execute(
         fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(report)
-        result.update(rows=len(rows), out=out)
+        result.update(rows=answer["rows"], out=out)
     elif request.kind == "deletion":
         files = [f for f in store.partition_files(root, region=tenant.region) if f.dataset != "usage_daily"]
         # Files are rewritten outside any transaction: the intent is committed first, so a crash or an
