@@ -7,15 +7,19 @@ tenant (and deleting its data) reaches them.
 ``scrub(raw, key)`` replaces each secret in a raw input line with ``[redacted:KIND:MAC]``: MAC is a
 keyed hash (HMAC-SHA256 under a subkey of the sealing key, 64 bits) that tells two secrets apart without
 revealing them, so that the same line always scrubs the same way under the same key (dead-letter ids
-stay stable) and two lines that differ only in a secret do not collide. It works on the raw text, so
-it also scrubs lines that are not valid JSON or not valid UTF-8, and keeps every other byte as it
-was. What it removes:
+stay stable) and two lines that differ only in a secret do not collide. A line that parses as JSON is
+scrubbed on its decoded values (escapes such as ``\u0034`` cannot hide a secret) and re-serialized
+(key order, duplicate keys and number spellings kept); any other line (truncated, not JSON, not UTF-8)
+is scrubbed on its raw text, every other byte kept as it was. What it removes:
 
-* the value of every key that names a secret, at any depth: ``password``, ``pin``, ``dtmf_digits``,
-  ``cvv``, ``card_number``, ``secret``, ``token``, ... (quoted, single-quoted or bare keys);
-* in every text: card numbers (Luhn-valid 13-19 digits, or grouped 4-4-4-4), digits after a PIN /
-  passcode / code / DTMF word, keypad digits ending in ``#``, runs of four or more spoken digits, and
-  the word after "password is" / "password:".
+* the value of every key that names a secret, at any depth: ``password``, ``pass``, ``pw``, ``pin``,
+  ``dtmf_digits``, ``cvv``, ``card_number``, ``secret``, ``token``, ``otp``, ``authorization``,
+  ``bearer``, ``cookie``, ``session``, ``credentials``, ``private_key``, ``api_key`` and other
+  ``*_key`` names of secrets, a bare ``key``, ... (quoted, single-quoted or bare keys);
+* in every text: card numbers (Luhn-valid 13-19 digits, or grouped 4-4-4-4, separated by spaces, dots,
+  dashes or slashes), digits after a PIN / passcode / code / OTP / DTMF word, keypad digits ending in
+  ``#``, runs of four or more spoken digits, the word after "password is" / "password:" / "pw:" /
+  "pass:", ``Bearer``/``Basic`` credentials, JWTs and PEM private-key blocks.
 
 ``seal(dead, region, store, known_tenants)`` picks the key (``sealing_owner``) and seals the scrubbed
 line. When a known tenant's key is unavailable (shredded, or cannot be unwrapped) the line is
@@ -49,13 +53,25 @@ _SUBKEY_LABEL = b"ccpipe/deadletter-scrub/v1"
 
 # Key names (split into lower-case words) that hold a secret.
 _SECRET_WORDS = frozenset(
-    {"password", "passwd", "pwd", "passphrase", "passcode", "pin", "pincode", "dtmf", "cvv", "cvc", "cvv2", "cvc2",
-     "secret", "token", "otp", "pan", "iban"}
+    {"password", "passwd", "pwd", "pw", "pass", "pword", "passphrase", "passcode", "pin", "pincode", "dtmf", "cvv",
+     "cvc", "cvv2", "cvc2", "secret", "secrets", "token", "tokens", "otp", "totp", "pan", "iban", "authorization",
+     "bearer", "cookie", "cookies", "session", "sessionid", "credential", "credentials", "creds", "privkey",
+     "apikey"}
 )
 _SECRET_JOINED = ("password", "passwd", "passphrase", "passcode", "dtmf", "cardnumber", "creditcard", "cardno",
-                  "securitycode", "apikey", "accesstoken", "pincode", "secret")
-_KEY_WORDS = r"(?:pass(?:word|wd|phrase|code)|pwd|pin(?:[ _-]?code)?|dtmf(?:[ _-]?digits)?|cvv2?|cvc2?|secret|" \
-             r"(?:access[ _-]?|api[ _-]?)?token|api[ _-]?key|otp|card[ _-]?(?:number|no)|security[ _-]?code)"
+                  "securitycode", "apikey", "accesstoken", "pincode", "secret", "authorization", "credential",
+                  "privatekey", "accesskey", "signingkey", "masterkey", "encryptionkey", "sshkey", "clientkey",
+                  "sessionkey", "authkey", "hmackey", "authtoken", "refreshtoken", "sessioncookie", "setcookie")
+# "<qualifier>_key" names a secret for these qualifiers (and a bare "key" does too).
+_KEY_QUALIFIERS = frozenset(
+    {"api", "private", "priv", "secret", "access", "signing", "sign", "master", "encryption", "enc", "decryption",
+     "client", "ssh", "session", "auth", "hmac", "shared", "app", "consumer", "service", "account", "root", "aes",
+     "rsa", "pgp", "gpg", "crypto", "license", "licence", "secure", "login", "user", "admin", "webhook"}
+)
+_KEY_WORDS = r"(?:pass(?:word|wd|phrase|code)?|pwd|pw|pin(?:[ _-]?code)?|dtmf(?:[ _-]?digits)?|cvv2?|cvc2?|secret|" \
+             r"(?:access[ _-]?|api[ _-]?|auth[ _-]?|refresh[ _-]?)?token|(?:api|private|secret|access)[ _-]?key|otp|" \
+             r"card[ _-]?(?:number|no)|security[ _-]?code|authorization|bearer|cookie|" \
+             r"session(?:[ _-]?(?:id|cookie|token|key))?|credentials?)"
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*(?:"|\Z)', re.S)
 _COLON = re.compile(r"\s*:")
@@ -67,10 +83,10 @@ _LOOSE_KEY = re.compile(
 )
 _BARE_CARD = re.compile(r"(?<![\w.+-])\d{13,19}(?![\w.])")
 # Inside texts.
-_CARD = re.compile(r"(?<![\d.,+-])\d(?:[ .-]?\d){11,18}(?!\d|[.,-]\d)")
-_CARD_SHAPE = re.compile(r"\d{4}([ .-])\d{4}\1\d{4}\1\d{3,4}|\d{4}([ -])\d{6}\2\d{4,5}")
+_CARD = re.compile(r"(?<![\d.,+-])\d(?:[ ./-]?\d){11,18}(?!\d|[.,-]\d)")
+_CARD_SHAPE = re.compile(r"\d{4}([ ./-])\d{4}\1\d{4}\1\d{3,4}|\d{4}([ /-])\d{6}\2\d{4,5}")
 _PIN = re.compile(
-    r"(?i)(\b(?:pin(?:\s*code)?|passcode|pass\s*code|password|code|security\s*code|cvv2?|cvc2?|dtmf|keypad|"
+    r"(?i)(\b(?:pin(?:\s*code)?|passcode|pass\s*code|password|code|security\s*code|cvv2?|cvc2?|dtmf|keypad|otp|tan|"
     r"digits|pressed|entered|press|enter)\b[\s\"'\\]*(?:number\s+)?(?:(?:is|was|are|:|=)[\s\"'\\]*)?)"
     r"([#*]?\d(?:[ -]?[\d#*]){2,15})"
 )
@@ -78,8 +94,20 @@ _KEYPAD = re.compile(r"(?<![\w#*])[#*]?\d{4,12}[#*](?!\w)")
 _DIGIT_WORD = r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine|double|triple)"
 _SPOKEN = re.compile(rf"(?i)\b{_DIGIT_WORD}(?:[ ,-]+{_DIGIT_WORD}){{3,}}\b")
 _PASSWORD_WORD = re.compile(
-    r"(?i)(\b(?:password|passwd|passphrase|pwd)\b[\s\"'\\]*(?:is|was|:|=)[\s\"'\\]*)((?:[^\s\"\\]|\\.)+)"
+    r"(?i)(\b(?:(?:password|passwd|passphrase|pwd|pword|pw)\b[\s\"'\\]*(?:is|was|:|=)|pass\b[\s\"'\\]*[:=])"
+    r"[\s\"'\\]*)((?:[^\s\"\\]|\\.)+)"
 )
+_JWT = re.compile(
+    r"(?<![\w-])(?:eyJ[\w-]{2,}\.[\w-]*\.[\w-]*|[\w-]{16,}\.[\w-]{16,}\.[\w-]{16,})(?:\.[\w-]*\.[\w-]*)?(?![\w-])",
+    re.A,
+)
+_AUTH_SCHEME = re.compile(r"(?i)\b(bearer|basic|token)(\s+)([A-Za-z0-9._~+/-]{8,}=*)")
+_PEM = re.compile(
+    r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----.*?"
+    r"(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|(?=\")|\Z)",
+    re.S,
+)
+_MARKER = re.compile(r"(\[redacted:[a-z_]+(?::[0-9a-f]{16})?\])")
 
 
 def _luhn(digits: str) -> bool:
@@ -97,6 +125,8 @@ def is_secret_key(name: str) -> bool:
     words = re.findall(r"[a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower())
     if any(w in _SECRET_WORDS for w in words):
         return True
+    if words and words[-1] in ("key", "keys", "auth") and (len(words) == 1 or words[-2] in _KEY_QUALIFIERS):
+        return True
     joined = "".join(words)
     return any(j in joined for j in _SECRET_JOINED)
 
@@ -113,8 +143,14 @@ def _marker_fn(key: DataKey | None) -> Callable[[str, str], str]:
     return marker
 
 
+def _outside_markers(text: str, step: Callable[[str], str]) -> str:
+    """``step`` applied to the text between markers (a marker is never scrubbed again)."""
+    parts = _MARKER.split(text)
+    return "".join(part if i % 2 else step(part) for i, part in enumerate(parts))
+
+
 def _scrub_text(text: str, marker: Callable[[str, str], str]) -> str:
-    """Secrets in free text (a JSON string token, quotes included, or a whole unparseable line)."""
+    """Secrets in free text (a JSON string token, quotes included, a decoded string, or a whole unparseable line)."""
 
     def card(m: re.Match) -> str:
         digits = re.sub(r"\D", "", m.group())
@@ -122,25 +158,43 @@ def _scrub_text(text: str, marker: Callable[[str, str], str]) -> str:
             return marker("card", digits)
         return m.group()
 
-    text = _CARD.sub(card, text)
-    text = _PASSWORD_WORD.sub(lambda m: m.group(1) + marker("password", m.group(2)), text)
-    text = _PIN.sub(lambda m: m.group(1) + marker("pin", m.group(2)), text)
-    text = _KEYPAD.sub(lambda m: marker("pin", m.group()), text)
-    return _SPOKEN.sub(lambda m: marker("pin", m.group()), text)
+    def scheme(m: re.Match) -> str:
+        value = m.group(3)
+        if len(value) < 20 and not re.search(r"[\d._~+/=-]", value):
+            return m.group()  # "basic questions": a word, not a credential
+        return m.group(1) + m.group(2) + marker("token", value)
+
+    steps: list[Callable[[str], str]] = [
+        lambda t: _PEM.sub(lambda m: marker("private_key", m.group()), t),
+        lambda t: _JWT.sub(lambda m: marker("token", m.group()), t),
+        lambda t: _AUTH_SCHEME.sub(scheme, t),
+        lambda t: _CARD.sub(card, t),
+        lambda t: _PASSWORD_WORD.sub(lambda m: m.group(1) + marker("password", m.group(2)), t),
+        lambda t: _PIN.sub(lambda m: m.group(1) + marker("pin", m.group(2)), t),
+        lambda t: _KEYPAD.sub(lambda m: marker("pin", m.group()), t),
+        lambda t: _SPOKEN.sub(lambda m: marker("pin", m.group()), t),
+    ]
+    for step in steps:
+        text = _outside_markers(text, step)
+    return text
 
 
-def _scrub_bare(segment: str, marker: Callable[[str, str], str]) -> str:
-    """Secrets outside JSON strings: bare or single-quoted secret keys, card numbers as numbers."""
+def _scrub_bare(segment: str, marker: Callable[[str, str], str], quote: bool = True) -> str:
+    """Secrets outside JSON strings: bare or single-quoted secret keys, card numbers as numbers.
+
+    ``quote``: markers become JSON strings (a raw line); not inside a decoded string.
+    """
+    wrap = json.dumps if quote else str
 
     def loose(m: re.Match) -> str:
         value = m.group(2)
         if value.startswith(('"[redacted:', "[redacted:")):
             return m.group()
-        return m.group()[: m.start(2) - m.start()] + json.dumps(marker("secret", value))
+        return m.group()[: m.start(2) - m.start()] + wrap(marker("secret", value))
 
-    segment = _LOOSE_KEY.sub(loose, segment)
-    segment = _BARE_CARD.sub(lambda m: json.dumps(marker("card", m.group())) if _luhn(m.group()) else m.group(),
-                             segment)
+    segment = _outside_markers(segment, lambda t: _LOOSE_KEY.sub(loose, t))
+    segment = _outside_markers(segment, lambda t: _BARE_CARD.sub(
+        lambda m: wrap(marker("card", m.group())) if _luhn(m.group()) else m.group(), t))
     # Single-quoted strings of malformed lines are texts too.
     return re.sub(r"'(?:[^'\\]|\\.)*'", lambda m: _scrub_text(m.group(), marker), segment)
 
@@ -177,17 +231,39 @@ def _key_name(token: str) -> str:
     return name if isinstance(name, str) else ""
 
 
-def scrub_text(text: str, key: DataKey | None) -> str:
-    """``scrub`` on decoded text (lone surrogates stand for bytes that were not UTF-8)."""
-    marker = _marker_fn(key)
+def _dump_str(text: str) -> str:
+    """A JSON string; escaped (ASCII) when it holds lone surrogates, so that it encodes as UTF-8."""
+    if any("\ud800" <= ch <= "\udfff" for ch in text):
+        return json.dumps(text)
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _scrub_token(token: str, marker: Callable[[str, str], str]) -> str:
+    """A JSON string token of a raw line: scrubbed on its decoded value (kept as written when nothing changes)."""
+    if len(token) >= 2 and token.endswith('"'):
+        try:
+            decoded = json.loads(token)
+        except ValueError:
+            decoded = None
+        if isinstance(decoded, str):
+            scrubbed = _scrub_string(decoded, marker)
+            return token if scrubbed == decoded else _dump_str(scrubbed)
+    return _scrub_text(token, marker)  # unterminated (truncated line) or not decodable
+
+
+def _scrub_raw(text: str, marker: Callable[[str, str], str], embedded: bool = False) -> str:
+    """The raw-text scrub: secret keys' values, JSON string tokens, and what lies outside them.
+
+    ``embedded``: ``text`` is a decoded string value (markers outside its own JSON strings stay unquoted).
+    """
     out: list[str] = []
     pos = 0
     while True:
         m = _STRING.search(text, pos)
         if m is None:
-            out.append(_scrub_bare(text[pos:], marker))
+            out.append(_scrub_bare(text[pos:], marker, not embedded))
             break
-        out.append(_scrub_bare(text[pos : m.start()], marker))
+        out.append(_scrub_bare(text[pos : m.start()], marker, not embedded))
         token = m.group()
         colon = _COLON.match(text, m.end())
         if colon and is_secret_key(_key_name(token)):
@@ -196,15 +272,80 @@ def scrub_text(text: str, key: DataKey | None) -> str:
             out.append(token + text[m.end() : start] + json.dumps(marker("secret", text[start:end])))
             pos = end
             continue
-        out.append(_scrub_text(token, marker))
+        out.append(_scrub_token(token, marker))
         pos = m.end()
     return "".join(out)
 
 
-def scrub(raw: bytes, key: DataKey | None) -> bytes:
-    """The raw line with every secret replaced by ``[redacted:KIND:MAC]`` (MAC under ``key``).
+def _scrub_string(text: str, marker: Callable[[str, str], str]) -> str:
+    """A decoded string: JSON or key-value text inside it, then the free-text secrets."""
+    return _scrub_text(_scrub_raw(text, marker, embedded=True), marker)
 
-    Bytes that are not valid UTF-8 are kept as they are; JSON stays JSON.
+
+class _Pairs(list):
+    """A JSON object as its (key, value) pairs: order and duplicate keys kept."""
+
+
+class _Number(str):
+    """A JSON number (or NaN/Infinity) as written."""
+
+
+def _scrub_value(value: Any, marker: Callable[[str, str], str]) -> Any:
+    if isinstance(value, _Pairs):
+        return _Pairs(
+            (_scrub_string(k, marker), marker("secret", _dump(v)) if is_secret_key(k) else _scrub_value(v, marker))
+            for k, v in value
+        )
+    if isinstance(value, list):
+        return [_scrub_value(v, marker) for v in value]
+    if isinstance(value, _Number):
+        if 13 <= len(value) <= 19 and value.isdigit() and value.isascii() and _luhn(value):
+            return marker("card", str(value))  # a JSON string from now on
+        return value
+    if isinstance(value, str):
+        return _scrub_string(value, marker)
+    return value
+
+
+def _dump(value: Any) -> str:
+    if isinstance(value, _Pairs):
+        return "{" + ", ".join(f"{_dump_str(k)}: {_dump(v)}" for k, v in value) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_dump(v) for v in value) + "]"
+    if isinstance(value, _Number):
+        return str(value)
+    if isinstance(value, str):
+        return _dump_str(value)
+    return json.dumps(value)  # true, false, null
+
+
+def _scrub_json(text: str, marker: Callable[[str, str], str]) -> str | None:
+    """A JSON line scrubbed on its decoded values and re-serialized; None when the line is not JSON."""
+    try:
+        value = json.loads(text, object_pairs_hook=_Pairs, parse_int=_Number, parse_float=_Number,
+                           parse_constant=_Number)
+    except (ValueError, RecursionError):
+        return None
+    try:
+        return _dump(_scrub_value(value, marker))
+    except RecursionError:
+        return None
+
+
+def scrub_text(text: str, key: DataKey | None) -> str:
+    """``scrub`` on decoded text (lone surrogates stand for bytes that were not UTF-8)."""
+    marker = _marker_fn(key)
+    scrubbed = None
+    if not any("\udc80" <= ch <= "\udcff" for ch in text):  # bytes that were not UTF-8: not JSON
+        scrubbed = _scrub_json(text, marker)
+    return _scrub_raw(text, marker) if scrubbed is None else scrubbed
+
+
+def scrub(raw: bytes, key: DataKey | None) -> bytes:
+    """The line with every secret replaced by ``[redacted:KIND:MAC]`` (MAC under ``key``).
+
+    A JSON line is scrubbed on its decoded values and re-serialized; any other line on its raw text
+    (bytes that are not valid UTF-8 are kept as they are).
     """
     return scrub_text(raw.decode("utf-8", "surrogateescape"), key).encode("utf-8", "surrogateescape")
 

@@ -6,8 +6,10 @@ its own keystore to the control plane.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -23,6 +25,9 @@ from ccpipe.controlplane.db import open_control_plane
 from ccpipe.keystore import KeystoreConfig, SqliteKeyStore
 
 OPS = audit.Actor("ops-anna", "operator")
+UNANCHORED = ("entries 1-{n} are unkeyed and not anchored: no audit.anchor entry pins them (anyone who can write the "
+              "database can write unkeyed entries; if this log was upgraded from before the keyed chain, an "
+              "operator anchors them once with 'ccpipe audit anchor')")
 FORGER_KEY = b"f" * 32
 
 
@@ -74,7 +79,7 @@ def test_truncating_the_tail_fails_verify_against_the_signed_head(cp):
         audit.append(cp, OPS, "test", tenant_id="t", reason=f"entry {i}")
     head = audit.head(cp)
     assert (head["seq"], head["hash"]) == (7, audit.entries(cp)[-1]["hash"])
-    assert set(head) == {"seq", "hash", "key_version", "mac"}
+    assert set(head) == {"seq", "hash", "key_version", "exported_at", "mac"}
     audit.append(cp, OPS, "later")
     assert audit.verify(cp, head) == []  # growing past the head is fine
     bypass_triggers(cp)
@@ -91,7 +96,8 @@ def test_rewritten_entry_at_the_head_and_forged_heads_fail(cp, keys):
     head = audit.head(cp)
     forged = dict(head, seq=2, hash=audit.entries(cp)[1]["hash"])
     assert audit.verify(cp, forged) == ["the signed head's MAC does not verify (forged, or signed under another key)"]
-    assert audit.verify(cp, {"seq": 3}) == ["the signed head is malformed (expected {seq, hash, key_version, mac})"]
+    assert audit.verify(cp, {"seq": 3}) == [
+        "the signed head is malformed (expected {seq, hash, key_version, exported_at, mac})"]
     # The whole log replaced by a chain re-made under the real key (an insider with the key): the
     # head still notices that entry 3 is not the one signed.
     key = keys.current(audit.AUDIT_OWNER, audit.AUDIT_PURPOSE)
@@ -118,8 +124,7 @@ def test_rewriting_the_whole_chain_without_the_key_fails(cp, forgery):
         rewrite_chain(cp, audit._entry_hash, lambda e: None)
     problems = audit.verify(cp)
     if forgery == "unkeyed_rows":
-        assert problems == ["entries 1-4 were written before the audit log was keyed and no keyed entry follows "
-                            "them: they are not anchored (run 'ccpipe audit head' to anchor them)"]
+        assert problems == [UNANCHORED.format(n=4)]
     else:
         assert problems == [f"entry {n}: content does not match its hash (edited)" for n in range(1, 5)]
 
@@ -171,31 +176,52 @@ def test_concurrent_appends_all_land_on_one_chain(cp, keys, control_plane_url):
     assert audit.verify(cp) == []
 
 
-def test_unkeyed_entries_from_before_the_upgrade_are_anchored(control_plane_url, keys, monkeypatch):
+def insert_unkeyed(cp, seqs, prev=audit.GENESIS, actor="ops") -> str:
+    """Entries chained the old way (unkeyed SHA-256), as before the log was keyed, or as forged without the key."""
+    for seq in seqs:
+        fields = {"seq": seq, "at": f"2026-01-0{seq % 10}T00:00:00+00:00", "actor": actor, "role": "operator",
+                  "action": "old", "tenant_id": None, "target": None, "reason": None, "outcome": "ok", "details": "{}"}
+        digest = audit._entry_hash(prev, fields)
+        cp.execute("INSERT INTO audit_log (seq, at, actor, role, action, tenant_id, target, reason, outcome, "
+                   "details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (*fields.values(), prev, digest))
+        prev = digest
+    return prev
+
+
+def test_unkeyed_entries_from_before_the_upgrade_are_anchored_only_by_an_operator(control_plane_url, keys,
+                                                                                   monkeypatch):
     # A control plane at schema version 2 with entries chained the old way (unkeyed SHA-256).
     monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:2])
     old = open_control_plane(control_plane_url)
-    prev = audit.GENESIS
-    for seq in (1, 2, 3):
-        fields = {"seq": seq, "at": f"2026-01-0{seq}T00:00:00+00:00", "actor": "ops", "role": "operator",
-                  "action": "old", "tenant_id": None, "target": None, "reason": None, "outcome": "ok", "details": "{}"}
-        digest = audit._entry_hash(prev, fields)
-        old.execute("INSERT INTO audit_log (seq, at, actor, role, action, tenant_id, target, reason, outcome, "
-                    "details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (*fields.values(), prev, digest))
-        prev = digest
+    prev = insert_unkeyed(old, (1, 2, 3))
     old.close()
     monkeypatch.undo()
-    cp = open_control_plane(control_plane_url, keys=keys)  # migrates to version 3
+    cp = open_control_plane(control_plane_url, keys=keys)  # migrates to version 3: anchors nothing
     assert migrations.current_version(cp) == 3
     assert [e["key_version"] for e in audit.entries(cp)] == [None] * 3
-    assert audit.verify(cp) == ["entries 1-3 were written before the audit log was keyed and no keyed entry "
-                                "follows them: they are not anchored (run 'ccpipe audit head' to anchor them)"]
-    assert audit.append(cp, OPS, "new") == 5  # 4 is the anchor
-    anchor = audit.entries(cp)[3]
-    assert (anchor["action"], anchor["prev_hash"], anchor["key_version"]) == (audit.ANCHOR_ACTION, prev, 1)
-    assert json.loads(anchor["details"]) == {"unkeyed_entries": 3, "unkeyed_head": prev}
+    assert audit.verify(cp) == [UNANCHORED.format(n=3)]
+    # Ordinary appends and head never anchor: the log stays unverified until an operator decides.
+    assert audit.append(cp, OPS, "new") == 4
+    assert audit.entries(cp)[3]["action"] == "new"
+    assert audit.verify(cp) == [UNANCHORED.format(n=3)]
+    with pytest.raises(audit.AuditError, match="not anchored"):
+        audit.head(cp)
+    with pytest.raises(audit.AuditError, match="audit.anchor"):
+        audit.append(cp, OPS, audit.ANCHOR_ACTION)
+    with pytest.raises(audit.AuditError, match="operator"):
+        audit.anchor(cp, audit.SYSTEM, "upgrade")
+    with pytest.raises(audit.AuditError, match="reason"):
+        audit.anchor(cp, OPS, " ")
+    assert audit.anchor(cp, OPS, "upgraded from 1.x; checked the old log") == 5
+    anchor = audit.entries(cp)[4]
+    assert (anchor["action"], anchor["actor"], anchor["reason"], anchor["key_version"]) == (
+        audit.ANCHOR_ACTION, "ops-anna", "upgraded from 1.x; checked the old log", 1)
+    assert json.loads(anchor["details"]) == {"unkeyed_entries": 3, "unkeyed_head": prev, "keyed_entries_before": 1}
     assert audit.verify(cp) == []
+    assert audit.head(cp)["seq"] == 5
+    with pytest.raises(audit.AuditError, match="anchored already"):  # once
+        audit.anchor(cp, OPS, "again")
     bypass_triggers(cp)
     # The unkeyed prefix is pinned by the anchor: editing it is found ...
     cp.execute("UPDATE audit_log SET actor = 'mallory' WHERE seq = 2")
@@ -203,12 +229,44 @@ def test_unkeyed_entries_from_before_the_upgrade_are_anchored(control_plane_url,
     cp.execute("UPDATE audit_log SET actor = 'ops' WHERE seq = 2")
     # ... and so is an unkeyed entry slipped in after the keyed ones.
     tail = audit.entries(cp)[-1]
-    fields = {k: tail[k] for k in audit._FIELDS} | {"seq": 6}
-    cp.execute("INSERT INTO audit_log (seq, at, actor, role, action, tenant_id, target, reason, outcome, details, "
-               "prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-               (*fields.values(), tail["hash"], audit._entry_hash(tail["hash"], fields)))
+    insert_unkeyed(cp, (6,), prev=tail["hash"])
     assert audit.verify(cp) == ["entry 6: unkeyed entry after keyed ones (forged)"]
     cp.close()
+
+
+@pytest.mark.parametrize("then", ["append", "head"])
+def test_a_forged_unkeyed_history_is_never_anchored_by_ordinary_use(cp, then):
+    """Regression: a database-only attacker replaced the keyed log by a made-up unkeyed chain; the next
+    append (any command) or head used to sign an anchor over it, and verify then reported nothing."""
+    for i in range(3):
+        audit.append(cp, OPS, "decrypt", tenant_id="acme", target=f"rec{i}", reason="incident")
+    bypass_triggers(cp)
+    cp.execute("DELETE FROM audit_log")
+    insert_unkeyed(cp, (1,), actor="bob")
+    [problem] = audit.verify(cp)
+    assert "not anchored" in problem
+    if then == "append":
+        audit.append(cp, OPS, "grants_list")
+    else:
+        with pytest.raises(audit.AuditError, match="no head exported"):
+            audit.head(cp)
+    assert audit.verify(cp) == [problem] == [UNANCHORED.format(n=1)]
+    assert [e["action"] for e in audit.entries(cp)] == (["old", "grants_list"] if then == "append" else ["old"])
+
+
+def test_signed_head_carries_its_export_time_under_the_mac(cp):
+    audit.append(cp, OPS, "test")
+    head = audit.head(cp)
+    at = datetime.datetime.fromisoformat(head["exported_at"])
+    assert at.utcoffset() == datetime.timedelta(0)
+    assert abs(datetime.datetime.now(datetime.UTC) - at) < datetime.timedelta(minutes=5)
+    assert audit.verify(cp, head) == []
+    older = dict(head, exported_at="2020-01-01T00:00:00+00:00")  # made to look older/newer: MAC fails
+    assert audit.verify(cp, older) == ["the signed head's MAC does not verify (forged, or signed under another key)"]
+    for bad in (dict(head, exported_at="yesterday"), dict(head, exported_at="2026-01-01T00:00:00"),
+                {k: v for k, v in head.items() if k != "exported_at"}):
+        assert audit.verify(cp, bad) == [
+            "the signed head is malformed (expected {seq, hash, key_version, exported_at, mac})"]
 
 
 def test_intent_is_committed_before_the_step_and_a_failure_is_recorded(cp):
@@ -238,13 +296,13 @@ def test_intent_is_committed_before_the_step_and_a_failure_is_recorded(cp):
 
 
 def _subject_request(env, corpus):
-    from test_governance import _subject, admin_of
+    from test_governance import _subject, admin_of, second_admin
 
     cp, store, out, tenants = env
     tenant, kind, value = _subject(out, corpus)
     admin = admin_of(tenant)
     request_id = dsar.open_request(cp, store, admin, tenant, "deletion", kind, value)
-    dsar.confirm_identity(cp, admin, request_id, "caller verified last invoice amount")
+    dsar.confirm_identity(cp, second_admin(admin), request_id, "caller verified last invoice amount")
     return admin, request_id
 
 
@@ -331,9 +389,12 @@ def test_cli_head_and_verify_against_it(tmp_path, keys):
 
     done = ccpipe("head", "--out", str(head_file))
     assert done.returncode == 0, done.stderr
-    assert set(json.loads(head_file.read_text())) == {"seq", "hash", "key_version", "mac"}
+    assert set(json.loads(head_file.read_text())) == {"seq", "hash", "key_version", "exported_at", "mac"}
+    assert head_file.stat().st_mode & 0o777 == 0o600
     done = ccpipe("verify", "--against", str(head_file))
-    assert done.returncode == 0 and "matches the signed head at entry 4" in done.stdout, done.stderr
+    exported_at = json.loads(head_file.read_text())["exported_at"]
+    assert done.returncode == 0, done.stderr
+    assert f"matches the signed head at entry 4 exported at {exported_at}" in done.stdout
     bypass_triggers(cp)
     cp.execute("DELETE FROM audit_log WHERE seq = 4")
     assert ccpipe("verify").returncode == 0  # the chain alone cannot tell ...
@@ -351,4 +412,60 @@ def test_a_keystore_config_is_opened_on_first_use(tmp_path, keys):
     audit.append(cp, OPS, "test")
     assert audit.entries(cp)[0]["key_version"] == keys.current(audit.AUDIT_OWNER, audit.AUDIT_PURPOSE).version
     assert audit.verify(cp) == []
+    cp.close()
+
+
+def test_cli_head_out_does_not_follow_a_planted_symlink(tmp_path, keys):
+    """Regression: 'audit head --out' wrote through a predictable OUT.tmp-PID path, following symlinks."""
+    from ccpipe.cli_governance import audit_main
+
+    url = f"sqlite:///{tmp_path / 'control.db'}"
+    cp = open_control_plane(url, keys=keys)
+    audit.append(cp, OPS, "test")
+    cp.close()
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    out = tmp_path / "heads" / "audit-head.json"
+    out.parent.mkdir()
+    (out.parent / f"audit-head.json.tmp-{os.getpid()}").symlink_to(victim)  # the old temporary name
+    flags = ["--control-plane", url, "--keystore", keys._config.path, "--master-key-file",
+             keys._config.master_key_file]
+    assert audit_main(["head", "--out", str(out), *flags]) == 0
+    assert victim.read_text() == "precious\n"
+    assert not out.is_symlink() and out.stat().st_mode & 0o777 == 0o600
+    assert json.loads(out.read_text())["seq"] == 1
+    # A symlink at OUT itself is replaced, not written through.
+    out.unlink()
+    out.symlink_to(victim)
+    assert audit_main(["head", "--out", str(out), *flags]) == 0
+    assert victim.read_text() == "precious\n" and not out.is_symlink()
+    assert sorted(p.name for p in out.parent.iterdir() if not p.name.startswith("audit-head.json.tmp-")) == [
+        "audit-head.json"]  # no temporary file left behind
+
+
+def test_cli_anchor_is_explicit_and_audited(tmp_path, keys, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'control.db'}"
+    monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:2])
+    old = open_control_plane(url)
+    insert_unkeyed(old, (1, 2))
+    old.close()
+    monkeypatch.undo()
+    flags = ["--control-plane", url, "--keystore", keys._config.path, "--master-key-file", keys._config.master_key_file]
+
+    def ccpipe(*args):
+        return subprocess.run([sys.executable, "-m", "ccpipe.cli", "audit", *args, *flags],
+                              capture_output=True, text=True)
+
+    done = ccpipe("verify")
+    assert done.returncode == 1 and "not anchored" in done.stderr
+    assert ccpipe("anchor").returncode == 2  # who and why are required
+    done = ccpipe("anchor", "--actor", "ops-anna", "--reason", "upgrade from 1.x")
+    assert done.returncode == 0 and "anchored by entry 3" in done.stdout, done.stderr
+    assert ccpipe("verify").returncode == 0
+    done = ccpipe("anchor", "--actor", "ops-anna", "--reason", "again")
+    assert done.returncode != 0 and "anchored already" in done.stderr
+    cp = open_control_plane(url, keys=keys)
+    entry = audit.entries(cp)[-1]
+    assert (entry["seq"], entry["action"], entry["actor"], entry["role"], entry["reason"]) == (
+        3, audit.ANCHOR_ACTION, "ops-anna", "operator", "upgrade from 1.x")
     cp.close()

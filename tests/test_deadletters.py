@@ -78,9 +78,66 @@ def test_scrub_markers_tell_secrets_apart_without_revealing_them():
 
 def test_secret_key_names():
     assert all(map(is_secret_key, ["password", "new_password", "pinCode", "PIN", "dtmf_digits", "cvv",
-                                   "card-number", "api_key", "accessToken", "securityCode"]))
+                                   "card-number", "api_key", "accessToken", "securityCode", "authorization",
+                                   "Authorization", "bearer", "cookie", "Set-Cookie", "session", "session_cookie",
+                                   "credential", "credentials", "private_key", "privateKey", "secret_key", "apikey",
+                                   "client_key", "key", "pass", "pw", "passwd", "otp", "token", "refresh_token"]))
     assert not any(map(is_secret_key, ["spin", "shipping", "opinion", "display_name", "tenant_id", "record_id",
-                                       "transcript", "calling_number", "duration_s"]))
+                                       "transcript", "calling_number", "duration_s", "key_id", "key_version",
+                                       "sort_key", "passenger", "compass", "author", "authority", "monkey"]))
+
+
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJib2IifQ.c2lnbmF0dXJlLW9mLXRoZS10b2tlbg"
+PEM_BODY = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"
+SECRET_NAMES = ("cookie", "session", "bearer", "api_key", "secretKey", "secret", "pass", "pw", "passwd", "otp", "token",
+                "credential", "key", "private_key", "client_key")
+
+
+@pytest.mark.parametrize(("line", "secrets"), [
+    # Not JSON (no closing brace): the raw-text scrub still finds the key and the credential.
+    (b'{"tenant_id":"acme","authorization":"Bearer ' + JWT.encode() + b'"', [JWT, "eyJhbGci"]),
+    (json.dumps({"tenant_id": "acme", "headers": {"Authorization": f"Bearer {JWT}"}}).encode(), [JWT, "eyJhbGci"]),
+    (json.dumps({"tenant_id": "acme", "note": f"called with bearer {JWT} again"}).encode(), [JWT, "eyJhbGci"]),
+    (json.dumps({"tenant_id": "acme", "note": f"jwt={JWT.split('.', 1)[1]}.x{JWT}"}).encode(), ["c2lnbmF0dXJl"]),
+    (b'{"tenant_id":"acme","private_key":"-----BEGIN PRIVATE KEY-----' + PEM_BODY.encode() + b'"}', [PEM_BODY]),
+    (json.dumps({"tenant_id": "acme", "note": f"key:\n-----BEGIN RSA PRIVATE KEY-----\n{PEM_BODY}\n"
+                 "-----END RSA PRIVATE KEY-----\nthanks"}).encode(), [PEM_BODY]),
+    (b'{"tenant_id":"acme","credentials":{"user":"bob","pass":"hunter2"}}', ["hunter2"]),
+    (b'{"tenant_id":"acme","card":"\\u0034111111111111111"}', ["4111111111111111", "111111111111111"]),
+    (b'{"tenant_id":"acme","card":"\\u0034111 1111 1111 1111"}', ["1111 1111 1111"]),
+    (b'{"tenant_id":"acme","text":"my pw: hunter2, the card 4111/1111/1111/1111"}', ["hunter2", "4111/1111"]),
+    (b'{"tenant_id":"acme","session_cookie":"sid=abcdef0123456789"}', ["abcdef0123456789"]),
+    (json.dumps({"tenant_id": "acme", **{name: f"s3cr3t-{name}" for name in SECRET_NAMES}}).encode(),
+     [f"s3cr3t-{name}" for name in SECRET_NAMES]),
+])
+def test_scrub_removes_common_secrets(line, secrets):
+    out = scrub(line, KEY)
+    text = out.decode()
+    assert [s for s in secrets if s in text] == [], text
+    assert "[redacted:" in text and '"tenant_id"' in text and "acme" in text
+    assert scrub(line, KEY) == out  # deterministic under the same key
+    if line.endswith(b"}"):
+        assert json.loads(out)["tenant_id"] == "acme"  # JSON stays JSON
+
+
+def test_scrub_json_lines_are_scrubbed_on_decoded_values_and_keep_the_rest():
+    line = (b'{"tenant_id": "acme", "n": 4111111111111111, "x": 1.10, "big": 123456789012345678901234567890, '
+            b'"d": [1, {"a": 1, "a": 2}], "note": "\\u0070assword: hunter2", "e": "caf\xc3\xa9 \\u00e9", '
+            b'"u": "\\ud800", "p\\u0061ss": "hunter3"}')
+    out = scrub(line, KEY)
+    assert b"hunter" not in out and b"4111111111111111" not in out
+    assert out.startswith(b'{"tenant_id": "acme", "n": "[redacted:card:')
+    assert b'"x": 1.10, "big": 123456789012345678901234567890, "d": [1, {"a": 1, "a": 2}]' in out  # as written
+    assert '"e": "café é", "u": "\\ud800"'.encode() in out
+    assert json.loads(out)["pass"].startswith("[redacted:secret:")
+    other = scrub(line.replace(b"hunter2", b"hunter9"), KEY)
+    assert other != out  # two lines differing only in a secret stay distinct
+
+
+def test_scrub_leaves_ordinary_text_alone():
+    line = json.dumps({"tenant_id": "acme", "transcript": "basic questions about my boarding pass on 10/03/2026",
+                       "url": "https://example.com/a.b.c", "sort_key": "x", "key_id": "k-1"}).encode()
+    assert scrub(line, KEY) == line
 
 
 def test_sealing_owner():

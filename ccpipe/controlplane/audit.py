@@ -5,8 +5,10 @@ Every entry carries the MAC of the previous one: ``hash = HMAC-SHA256(K, "ccpipe
 ``_audit``, purpose ``audit``; its version is stored with each entry). Whoever can write the database
 but does not hold the key can neither edit an entry nor rewrite the whole chain without ``verify``
 noticing. Removing entries from the tail leaves a valid shorter chain, so ``head`` exports a signed
-head (``{seq, hash, key_version, mac}``) to keep outside the database; ``verify(cp, head)`` fails
-when the log is shorter than the head or its entry at ``seq`` differs.
+head (``{seq, hash, key_version, exported_at, mac}``; ``exported_at`` is UTC and under the MAC, so a stale
+head shows its age) to keep outside the database, append-only (never overwrite an older head: whoever can
+swap in an older one hides what was logged since); ``verify(cp, head)`` fails when the log is shorter
+than the head or its entry at ``seq`` differs.
 
 No key, no entry: ``append`` raises ``AuditError`` before writing anything when the audit key is
 unavailable, and the caller's transaction rolls back with it.
@@ -21,10 +23,13 @@ starts, and the step's outcome entry (same action, outcome ``ok``/``failed``/...
 that started and did not finish, or whose result was never recorded.
 
 Entries written before the log was keyed (schema version 3) have ``key_version`` NULL. They must form
-a prefix of the log, their SHA-256 chain must be intact, and a keyed entry must follow them: the first
-keyed append writes an ``audit.anchor`` entry whose chain link is the last unkeyed hash, so the
-unkeyed prefix can no longer be changed either. An unkeyed tail (nothing keyed after it) does not
-verify: it could have been written by anyone.
+a prefix of the log, their SHA-256 chain must be intact, and one keyed ``audit.anchor`` entry must pin
+them (``details``: ``unkeyed_entries`` = how many, ``unkeyed_head`` = the hash of the last one). Anyone
+who can write the database can produce unkeyed entries, so nothing anchors them automatically (not
+``append``, not ``head``, not a migration: the schema table is just as writable): until an operator
+runs ``ccpipe audit anchor`` (``anchor``, itself an audited entry naming who and why, at most once),
+``verify`` reports the unkeyed entries as not anchored, whether keyed entries follow them or not. An
+unkeyed entry after a keyed one, or an anchor that does not match the unkeyed prefix, is a problem too.
 
 The database also refuses UPDATE and DELETE on the table (triggers). Entries name who, what, when,
 why and the outcome; they never hold personal data (subjects appear as request ids, records as record
@@ -37,7 +42,9 @@ import datetime as _dt
 import hashlib
 import hmac
 import json
+import os
 import re
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -54,7 +61,7 @@ AUDIT_PURPOSE = "audit"
 INTENT = "intent"
 ANCHOR_ACTION = "audit.anchor"
 _ENTRY_LABEL = "ccpipe/audit/v2|"
-_HEAD_LABEL = "ccpipe/audit-head/v1|"
+_HEAD_LABEL = "ccpipe/audit-head/v2|"
 _FIELDS = ("seq", "at", "actor", "role", "action", "tenant_id", "target", "reason", "outcome", "details")
 _COLUMNS = (*_FIELDS, "prev_hash", "hash", "key_version")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -100,8 +107,8 @@ def _keyed_hash(key: DataKey, prev_hash: str, fields: dict[str, Any]) -> str:
     return hmac.new(key.material, message.encode(), hashlib.sha256).hexdigest()
 
 
-def _head_mac(key: DataKey, seq: int, digest: str) -> str:
-    message = f"{_HEAD_LABEL}{seq}|{digest}|{key.version}"
+def _head_mac(key: DataKey, seq: int, digest: str, exported_at: str) -> str:
+    message = f"{_HEAD_LABEL}{seq}|{digest}|{key.version}|{exported_at}"
     return hmac.new(key.material, message.encode(), hashlib.sha256).hexdigest()
 
 
@@ -171,16 +178,22 @@ def _insert(
     return digest
 
 
-def _anchor_locked(cp: ControlPlane, key: DataKey) -> tuple | None:
-    """Inside the chain lock: anchor an unkeyed tail (entries from before keying); the new tail."""
-    row = _tail(cp)
-    if row is not None and row[2] is None:
-        seq = row[0] + 1
-        digest = _insert(cp, key, seq, row[1], SYSTEM, ANCHOR_ACTION, None, None,
-                         "entries before this one were written before the audit log was keyed", "ok",
-                         {"unkeyed_entries": row[0], "unkeyed_head": row[1]})
-        row = (seq, digest, key.version)
-    return row
+def _unkeyed_prefix(rows: list[dict[str, Any]]) -> tuple[int, str]:
+    """How many entries come before the first keyed one, and the hash of the last of them."""
+    n, last = 0, GENESIS
+    for e in rows:
+        if e["key_version"] is not None:
+            break
+        n, last = n + 1, e["hash"]
+    return n, last
+
+
+def _anchor_details(e: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        details = json.loads(e["details"] or "{}")
+    except ValueError:
+        return None
+    return details if isinstance(details, dict) else None
 
 
 def append(
@@ -196,25 +209,51 @@ def append(
 ) -> int:
     """Append one entry (inside the caller's transaction, if any); return its sequence number.
 
-    Raises AuditError, having written nothing, when the audit key is unavailable.
+    Never anchors unkeyed entries (see ``anchor``). Raises AuditError, having written nothing, when
+    the audit key is unavailable.
     """
+    if action == ANCHOR_ACTION:
+        raise AuditError(f"{ANCHOR_ACTION!r} entries are written by audit.anchor only")
     key = _current_key(cp)  # before taking the lock: fail before anything is written
     with cp.transaction():
         _lock_chain(cp)
-        row = _anchor_locked(cp, key)
+        row = _tail(cp)
         seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS)
         _insert(cp, key, seq, prev, actor, action, tenant_id, target, reason, outcome, details)
     return seq
 
 
-def anchor(cp: ControlPlane) -> int | None:
-    """Anchor unkeyed entries (written before the log was keyed); the anchor's seq, or None if none needed."""
+def anchor(cp: ControlPlane, actor: Actor, reason: str) -> int:
+    """Pin the unkeyed entries at the start of the log (written before it was keyed): an operator's decision.
+
+    Appends one keyed ``audit.anchor`` entry by ``actor`` (an operator) with ``reason``, naming how many
+    unkeyed entries there are and the hash of the last one; returns its seq. Refuses (AuditError,
+    nothing written) when there is nothing to anchor, when the log is already anchored, or when it
+    has any other problem. Unkeyed entries cannot be told apart from ones forged by whoever can write
+    the database: anchor only a log upgraded from before the keyed chain, after checking it (and
+    ``verify --against`` any head exported before).
+    """
+    if actor.role != "operator":
+        raise AuditError("only an operator can anchor the audit log")
+    if not (reason or "").strip():
+        raise AuditError("anchoring the audit log needs a reason")
     key = _current_key(cp)
     with cp.transaction():
         _lock_chain(cp)
-        before = _tail(cp)
-        after = _anchor_locked(cp, key)
-    return after[0] if after != before and after is not None else None
+        rows = entries(cp)
+        n, last = _unkeyed_prefix(rows)
+        if n == 0:
+            raise AuditError("nothing to anchor: every entry of the audit log is keyed")
+        if any(e["action"] == ANCHOR_ACTION and e["key_version"] is not None for e in rows):
+            raise AuditError("the audit log was anchored already (anchoring happens once); nothing was written")
+        problems = [p for p in verify(cp) if _UNANCHORED not in p]
+        if problems:
+            raise AuditError(f"the audit log does not verify ({len(problems)} problems, first: {problems[0]}); "
+                             "not anchored")
+        seq = rows[-1]["seq"] + 1
+        _insert(cp, key, seq, rows[-1]["hash"], actor, ANCHOR_ACTION, None, None, reason, "ok",
+                {"unkeyed_entries": n, "unkeyed_head": last, "keyed_entries_before": len(rows) - n})
+    return seq
 
 
 @contextmanager
@@ -266,6 +305,9 @@ def entries(cp: ControlPlane) -> list[dict[str, Any]]:
     ]
 
 
+_UNANCHORED = "are unkeyed and not anchored"
+
+
 def verify(cp: ControlPlane, head: dict[str, Any] | None = None) -> list[str]:
     """Problems found (empty when intact): edits, removals, reordering, forged or unanchored entries.
 
@@ -275,7 +317,8 @@ def verify(cp: ControlPlane, head: dict[str, Any] | None = None) -> list[str]:
     problems: list[str] = []
     keys: dict[int, DataKey | str] = {}
     prev, expected_seq = GENESIS, 1
-    keyed_seen, unkeyed_last = False, 0
+    keyed_seen = False
+    anchors: list[dict[str, Any]] = []  # keyed audit.anchor entries whose MAC verified
     rows = entries(cp)
     for e in rows:
         if e["seq"] != expected_seq:
@@ -288,7 +331,6 @@ def verify(cp: ControlPlane, head: dict[str, Any] | None = None) -> list[str]:
                 problems.append(f"entry {e['seq']}: unkeyed entry after keyed ones (forged)")
             elif _entry_hash(e["prev_hash"], fields) != e["hash"]:
                 problems.append(f"entry {e['seq']}: content does not match its hash (edited)")
-            unkeyed_last = e["seq"]
         else:
             keyed_seen = True
             key = _key_version(cp, int(e["key_version"]), keys)
@@ -297,10 +339,21 @@ def verify(cp: ControlPlane, head: dict[str, Any] | None = None) -> list[str]:
                                 f"({key})")
             elif not hmac.compare_digest(_keyed_hash(key, e["prev_hash"], fields), str(e["hash"])):
                 problems.append(f"entry {e['seq']}: content does not match its hash (edited)")
+            elif e["action"] == ANCHOR_ACTION:
+                anchors.append(e)
         prev, expected_seq = e["hash"], e["seq"] + 1
-    if unkeyed_last and not keyed_seen:
-        problems.append(f"entries 1-{unkeyed_last} were written before the audit log was keyed and no keyed entry "
-                        "follows them: they are not anchored (run 'ccpipe audit head' to anchor them)")
+    n, last = _unkeyed_prefix(rows)
+    pinned = {"unkeyed_entries": n, "unkeyed_head": last}
+    matching = [a for a in anchors
+                if n and {k: (_anchor_details(a) or {}).get(k) for k in pinned} == pinned]
+    for a in anchors:
+        if a not in matching[:1]:
+            problems.append(f"entry {a['seq']}: {ANCHOR_ACTION} does not pin the unkeyed entries of this log "
+                            f"({n} unkeyed)")
+    if n and not matching:
+        problems.append(f"entries 1-{n} {_UNANCHORED}: no {ANCHOR_ACTION} entry pins them (anyone who can write "
+                        "the database can write unkeyed entries; if this log was upgraded from before the keyed "
+                        "chain, an operator anchors them once with 'ccpipe audit anchor')")
     if head is not None:
         problems.extend(_check_head(cp, rows, head, keys))
     return problems
@@ -308,15 +361,18 @@ def verify(cp: ControlPlane, head: dict[str, Any] | None = None) -> list[str]:
 
 def _check_head(cp: ControlPlane, rows: list[dict[str, Any]], head: dict[str, Any],
                 keys: dict[int, DataKey | str]) -> list[str]:
-    seq, digest, version, mac = (head.get(k) for k in ("seq", "hash", "key_version", "mac")) \
-        if isinstance(head, dict) else (None,) * 4
+    seq, digest, version, exported_at, mac = (
+        (head.get(k) for k in ("seq", "hash", "key_version", "exported_at", "mac")) if isinstance(head, dict)
+        else (None,) * 5
+    )
     if not (isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0 and isinstance(digest, str)
-            and _HEX64.fullmatch(digest) and isinstance(version, int) and isinstance(mac, str)):
-        return ["the signed head is malformed (expected {seq, hash, key_version, mac})"]
+            and _HEX64.fullmatch(digest) and isinstance(version, int) and _is_utc(exported_at)
+            and isinstance(mac, str)):
+        return ["the signed head is malformed (expected {seq, hash, key_version, exported_at, mac})"]
     key = _key_version(cp, version, keys)
     if isinstance(key, str):
         return [f"the signed head cannot be checked: audit key v{version} unavailable ({key})"]
-    if not hmac.compare_digest(_head_mac(key, seq, digest), mac):
+    if not hmac.compare_digest(_head_mac(key, seq, digest, exported_at), mac):
         return ["the signed head's MAC does not verify (forged, or signed under another key)"]
     if seq == 0:
         return []
@@ -332,23 +388,64 @@ def _check_head(cp: ControlPlane, rows: list[dict[str, Any]], head: dict[str, An
     return []
 
 
-def head(cp: ControlPlane) -> dict[str, Any]:
-    """The signed head of a verified log: ``{seq, hash, key_version, mac}`` (anchors unkeyed entries first).
+def _is_utc(text: Any) -> bool:
+    if not isinstance(text, str):
+        return False
+    try:
+        at = _dt.datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return at.utcoffset() == _dt.timedelta(0)
 
-    Raises AuditError, exporting nothing, when the log does not verify or the key is unavailable.
+
+def head(cp: ControlPlane) -> dict[str, Any]:
+    """The signed head of a verified log: ``{seq, hash, key_version, exported_at, mac}`` (``exported_at``: UTC).
+
+    Keep heads append-only, outside the database. Raises AuditError, exporting nothing, when the log
+    does not verify (unanchored unkeyed entries included: ``head`` never anchors) or the key is
+    unavailable.
     """
     key = _current_key(cp)
-    problems = [p for p in verify(cp) if "not anchored" not in p]
+    problems = verify(cp)
     if problems:
         raise AuditError(f"the audit log does not verify ({len(problems)} problems, first: {problems[0]}); "
                          "no head exported")
-    anchor(cp)
-    problems = verify(cp)
-    if problems:
-        raise AuditError(f"the audit log does not verify ({problems[0]}); no head exported")
     row = _tail(cp)
     seq, digest = (row[0], row[1]) if row else (0, GENESIS)
-    return {"seq": seq, "hash": digest, "key_version": key.version, "mac": _head_mac(key, seq, digest)}
+    exported_at = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    return {"seq": seq, "hash": digest, "key_version": key.version, "exported_at": exported_at,
+            "mac": _head_mac(key, seq, digest, exported_at)}
+
+
+def write_head(path: str, signed: dict[str, Any]) -> None:
+    """Write a signed head to ``path``: a fresh 0600 temporary file in the same folder, then a rename.
+
+    The temporary file is created with O_EXCL|O_NOFOLLOW under an unpredictable name, so a file or
+    symlink planted there is never followed or written through; a symlink at ``path`` is replaced,
+    not followed.
+    """
+    target = os.path.abspath(path)
+    folder, name = os.path.split(target)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        temp = os.path.join(folder, f".{name}.{secrets.token_hex(8)}.tmp")
+        try:
+            fd = os.open(temp, flags, 0o600)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps(signed, sort_keys=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
 
 
 def open_intents(cp: ControlPlane) -> list[dict[str, Any]]:

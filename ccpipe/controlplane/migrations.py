@@ -68,8 +68,9 @@ _V2 = [
 ]
 
 # Version 3 keys the audit chain (HMAC under the key manager's audit key). Entries written before it
-# keep ``key_version`` NULL: an unkeyed prefix, pinned by the first keyed entry after it (an
-# ``audit.anchor`` entry whose chain link is the prefix's last hash); see ``audit.verify``.
+# keep ``key_version`` NULL: an unkeyed prefix that ``audit.verify`` reports as not anchored until an
+# operator pins it with ``ccpipe audit anchor`` (one keyed, audited ``audit.anchor`` entry). Migrations
+# never anchor: this table is as writable as the log, so an attacker could re-run one over a forged log.
 _V3 = ["ALTER TABLE audit_log ADD COLUMN key_version INTEGER"]
 
 MIGRATIONS: list[tuple[int, str, dict[str, list[str]]]] = [

@@ -67,8 +67,9 @@ def plan_and_apply(
     """Compute, and unless ``dry_run`` apply, the retention actions as of ``as_of``.
 
     Guard rails (each refusal audited): operators only (retention spans every tenant); a run that
-    applies must not have ``as_of`` after ``now`` (a dry run may look ahead) (default: the clock; it would destroy what is not yet due); the sink root must exist (a
-    mistyped root is not "nothing to do"); destroying content keys needs ``confirm``.
+    applies must not have ``as_of`` after ``now`` (default: the clock; it would destroy what is not
+    yet due; a dry run may look ahead); the sink root must exist (a mistyped root is not "nothing
+    to do"); destroying content keys needs ``confirm``.
     """
     from ccpipe.controlplane.access import AccessDeniedError
 
