@@ -75,8 +75,8 @@ def inputs(corpus: Path) -> dict[str, dict]:
 
 def test_migrations_are_versioned(control_plane_url):
     cp = open_control_plane(control_plane_url)
-    assert current_version(cp) == 3
-    assert [r[0] for r in cp.query("SELECT version FROM schema_migrations ORDER BY version")] == [1, 2, 3]
+    assert current_version(cp) == 4
+    assert [r[0] for r in cp.query("SELECT version FROM schema_migrations ORDER BY version")] == [1, 2, 3, 4]
     from ccpipe.controlplane.migrations import migrate
 
     assert migrate(cp) == []
@@ -292,6 +292,30 @@ def test_deletion_leaves_no_trace_and_keeps_others(env, corpus):
     )
     stored = cp.one("SELECT subject_ciphertext FROM dsar_requests WHERE request_id = ?", (request_id,))[0]
     assert value.encode() not in bytes(stored)
+
+
+def test_deletion_reaches_every_recorded_sink_root(env, corpus, tmp_path):
+    import shutil
+
+    from ccpipe.controlplane import sink_roots
+
+    cp, keystore, out, tenants = env
+    tenant, kind, value = _subject(out, corpus)
+    second = tmp_path / "second-root"  # e.g. a region's own --sink, or another run's output
+    shutil.copytree(out, second)
+    sink_roots.record(cp, [str(out), str(second)], "run-a")
+    region = tenants[tenant].region
+    pseudonyms = tuple(dsar.subject_pseudonyms(keystore, tenant, region, kind, value))
+    assert dsar.find_subject_records(second, region, tenant, kind, pseudonyms)
+    admin = admin_of(tenant)
+    request_id = dsar.open_request(cp, keystore, admin, tenant, "deletion", kind, value)
+    dsar.confirm_identity(cp, second_admin(admin), request_id, "PIN")
+    result = dsar.execute(cp, keystore, out, admin, request_id)
+    assert sorted(result["sink_roots"]) == sorted(str(p.resolve()) for p in (out, second))
+    for root in (out, second):
+        assert dsar.find_subject_records(root, region, tenant, kind, pseudonyms) == {}
+    stored = json.loads(cp.one("SELECT result FROM dsar_requests WHERE request_id = ?", (request_id,))[0])
+    assert stored["sink_roots"] == result["sink_roots"]  # the completion record lists them
 
 
 def test_access_and_encrypted_export(env, corpus, tmp_path):

@@ -373,8 +373,19 @@ def execute(
     if request.status != "identity_confirmed":
         raise RequestStateError(f"request {request_id} is {request.status}: confirm the subject's identity first")
     tenant = tenants_repo.get(cp, request.tenant_id)
-    records = find_subject_records(root, tenant.region, tenant.tenant_id, request.subject_kind, request.pseudonyms)
-    result: dict[str, Any] = {"records": {d: len(ids) for d, ids in sorted(records.items())}}
+    # Every sink root the control plane knows (runs record theirs), not only the one given: a region
+    # with its own --sink or another run's output holds copies too.
+    roots, unreachable = _roots(cp, root)
+    by_root = {r: find_subject_records(r, tenant.region, tenant.tenant_id, request.subject_kind, request.pseudonyms)
+               for r in roots}
+    records: dict[str, set[str]] = {}
+    for found in by_root.values():
+        for dataset, ids in found.items():
+            records.setdefault(dataset, set()).update(ids)
+    result: dict[str, Any] = {"records": {d: len(ids) for d, ids in sorted(records.items())},
+                              "sink_roots": [str(r) for r in roots]}
+    if unreachable:
+        result["sink_roots_not_reachable"] = unreachable
     if actor.role == "operator" and request.kind in ("access", "export", "deletion", "rectification"):
         # Serving a request reads or changes customer content: operators need the tenant admin's grant,
         # exactly as for 'decrypt' (refusals audited there).
@@ -388,7 +399,7 @@ def execute(
     if request.kind in ("access", "export"):
         if not out:
             raise ConfigError(f"{request.kind} needs an output file (--out)")
-        subject_rows = _subject_rows(root, tenant.region, tenant.tenant_id, records)
+        subject_rows = [x for r in roots for x in _subject_rows(r, tenant.region, tenant.tenant_id, by_root[r])]
         rows = [_readable(keys, tenant.tenant_id, f, r) for f, r in subject_rows]
         answer = access_report(request, tenant.region, [(f.dataset, raw, r) for (f, raw), r in zip(subject_rows, rows,
                                                                                                    strict=True)])
@@ -404,25 +415,27 @@ def execute(
             handle.write(report)
         result.update(rows=answer["rows"], out=out)
     elif request.kind == "deletion":
-        files = [f for f in store.partition_files(root, region=tenant.region) if f.dataset != "usage_daily"]
+        files = [(f, by_root[r]) for r in roots for f in store.partition_files(r, region=tenant.region)
+                 if f.dataset != "usage_daily"]
         # Files are rewritten outside any transaction: the intent is committed first, so a crash or an
         # error part-way leaves an audited trace of what was being done (and an error outcome).
         with audit.intent(cp, actor, "dsar_deletion", tenant_id=tenant.tenant_id, target=request_id,
                           details={"records": result["records"], "files": len(files)}) as intent_seq:
             result["rows_removed"] = sum(
-                store.rewrite_without(file, _subject_mask(tenant.tenant_id, records, file.dataset)) for file in files
+                store.rewrite_without(file, _subject_mask(tenant.tenant_id, found, file.dataset))
+                for file, found in files
             )
         result["intent"] = intent_seq
     elif request.kind == "rectification":
         if not changes or set(changes) - set(RECTIFIABLE):
             raise ConfigError(f"rectification needs changes of fields {RECTIFIABLE}")
-        ids = records.get("registrations", set())
-        if not ids:
+        if not records.get("registrations"):
             raise tenants_repo.NotFoundError(f"request {request_id}: the subject has no registration to rectify")
-        files = list(store.partition_files(root, dataset="registrations", region=tenant.region))
+        files = [(f, by_root[r].get("registrations", set())) for r in roots
+                 for f in store.partition_files(r, dataset="registrations", region=tenant.region)]
         with audit.intent(cp, actor, "dsar_rectification", tenant_id=tenant.tenant_id, target=request_id,
                           details={"records": result["records"], "fields": sorted(changes)}) as intent_seq:
-            result["rows_rectified"] = sum(_rectify(keys, tenant, f, ids, changes) for f in files)
+            result["rows_rectified"] = sum(_rectify(keys, tenant, f, ids, changes) for f, ids in files if ids)
         result["fields"] = sorted(changes)
         result["intent"] = intent_seq
     else:  # restriction, objection: stop processing the subject's new records
@@ -438,6 +451,24 @@ def execute(
         audit.append(cp, actor, f"dsar_{request.kind}", tenant_id=tenant.tenant_id, target=request_id,
                      details={k: v for k, v in result.items() if k != "out"})
     return result
+
+
+def _roots(cp: ControlPlane, root: str | Path) -> tuple[list[Path], list[str]]:
+    """The given root and every recorded one that is a local folder; recorded remote roots apart."""
+    from ccpipe.controlplane import sink_roots
+
+    roots: list[Path] = []
+    unreachable: list[str] = []
+    for r in [str(root), *sink_roots.known(cp)]:
+        if "://" in r:
+            unreachable.append(r)
+            continue
+        path = Path(r).resolve()
+        if path.is_dir() and path not in roots:
+            roots.append(path)
+        elif not path.is_dir() and r == str(root):
+            raise ConfigError(f"sink root {r!r} does not exist")
+    return roots, sorted(set(unreachable))
 
 
 def restricted_pseudonyms(cp: ControlPlane, keys: SqliteKeyStore | None = None) -> frozenset[tuple[str, str]]:

@@ -73,11 +73,17 @@ _V2 = [
 # never anchor: this table is as writable as the log, so an attacker could re-run one over a forged log.
 _V3 = ["ALTER TABLE audit_log ADD COLUMN key_version INTEGER"]
 
+# Version 4 remembers every sink root a pipeline run wrote to, so data-subject requests reach every
+# copy of a subject's data (a region with its own --sink, another run's output), not only one root.
+_V4 = ["CREATE TABLE sink_roots (root TEXT PRIMARY KEY, first_run TEXT NOT NULL, last_run TEXT NOT NULL, "
+       "last_at TEXT NOT NULL)"]
+
 MIGRATIONS: list[tuple[int, str, dict[str, list[str]]]] = [
     (1, "tenants, grants, key events, data-subject requests, restrictions, audit log",
      {"sqlite": _SQLITE_V1, "postgresql": _POSTGRES_V1}),
     (2, "government data-request ledger", {"sqlite": _V2, "postgresql": _V2}),
     (3, "keyed audit chain: key version of each entry", {"sqlite": _V3, "postgresql": _V3}),
+    (4, "sink roots written by pipeline runs", {"sqlite": _V4, "postgresql": _V4}),
 ]
 
 
