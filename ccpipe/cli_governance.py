@@ -68,23 +68,41 @@ def _date(text: str | None) -> _dt.datetime:
 
 
 def tenants_main(argv: list[str]) -> int:
-    """``ccpipe tenants import FILE | list``."""
+    """``ccpipe tenants import FILE | list | subprocessor --tenant T --name N --on|--off --reason R``."""
+    from ccpipe.flows import SUBPROCESSORS
     from ccpipe.tenants import load_tenants
 
     parser = argparse.ArgumentParser(prog="ccpipe tenants", description="Tenants in the control plane.")
-    parser.add_argument("action", choices=["import", "list"])
+    parser.add_argument("action", choices=["import", "list", "subprocessor"])
     parser.add_argument("file", nargs="?", help="registry file to import (YAML or JSON)")
+    parser.add_argument("--tenant", help="subprocessor: the tenant")
+    parser.add_argument("--name", choices=sorted(SUBPROCESSORS), help="subprocessor: which one")
+    state = parser.add_mutually_exclusive_group()
+    state.add_argument("--on", dest="on", action="store_true", default=None, help="subprocessor: opt in")
+    state.add_argument("--off", dest="on", action="store_false", help="subprocessor: opt out")
+    parser.add_argument("--reason", default="", help="subprocessor: why (audited)")
     _common(parser, actor=False)
     parser.add_argument("--actor", default=getpass.getuser())
+    parser.add_argument("--role", default="operator", choices=["operator", "customer_admin"])
+    parser.add_argument("--actor-tenant", help="the tenant a customer_admin administers")
     args = parser.parse_args(argv)
     cp = _open(args)
+    if args.action == "subprocessor":
+        if not (args.tenant and args.name and args.on is not None):
+            parser.error("subprocessor needs --tenant, --name and --on or --off")
+        tenants_repo.set_subprocessor(cp, audit.Actor(args.actor, args.role, args.actor_tenant), args.tenant,
+                                      args.name, args.on, args.reason)
+        print(f"{args.tenant}: {args.name} {'on' if args.on else 'off'}")
+        return 0
     if args.action == "import":
         if not args.file:
             parser.error("import needs a FILE")
         n = tenants_repo.import_tenants(cp, load_tenants(args.file).values(), audit.Actor(args.actor, "operator"))
         print(f"imported {n} tenants")
+    print(f"{'TENANT':<16} {'REGION':<6} {'STATUS':<10} {'TERMINATED_AT':<26} {'SUBPROCESSORS':<40} NAME")
     for t in tenants_repo.load(cp).values():
-        print(f"{t.tenant_id:<16} {t.region:<4} {t.status:<10} {t.terminated_at or '':<26} {t.name}")
+        opted = ",".join(n for n, on in t.subprocessors if on) or "-"
+        print(f"{t.tenant_id:<16} {t.region:<6} {t.status:<10} {t.terminated_at or '':<26} {opted:<40} {t.name}")
     return 0
 
 

@@ -382,6 +382,25 @@ OUTPUT_SCHEMAS: dict[str, pa.Schema] = {
     ),
 }
 
+# Permitted flows (ccpipe.flows): hand-offs to opted-in sub-processors and the US monitoring copy.
+# Pseudonyms and ciphertext only; ``tenant_region`` says where the record itself lives.
+_FLOW_BASE = [pa.field("tenant_id", pa.string(), nullable=False), pa.field("record_id", pa.string(), nullable=False),
+              pa.field("event_time", pa.string()), pa.field("tenant_region", pa.string())]
+_REFERENCE = [pa.field("call_id", pa.string()), pa.field("recording_uri_ciphertext", pa.binary()),
+              pa.field("key_version", pa.int32())]
+OUTPUT_SCHEMAS.update({
+    "handoff_transcription": pa.schema(_FLOW_BASE + _REFERENCE),
+    "handoff_recording_archive": pa.schema(_FLOW_BASE + _REFERENCE + [pa.field("recording_sha256", pa.string())]),
+    "handoff_email_service": pa.schema(_FLOW_BASE + [pa.field("user_pseudonym", pa.string()),
+                                                     pa.field("email_ciphertext", pa.binary()),
+                                                     pa.field("key_version", pa.int32())]),
+    "us_monitoring": pa.schema(_FLOW_BASE + [
+        pa.field("event", pa.string()), pa.field("agent_id_pseudonym", pa.string()),
+        pa.field("client_version", pa.string()), pa.field("device_type", pa.string()),
+        pa.field("software_version", pa.string()), pa.field("mac_address_pseudonym", pa.string()),
+        pa.field("ip_address_pseudonym", pa.string()), pa.field("ip_prefix", pa.string())]),
+})
+
 # The primary key of a row in each dataset, used to sort and to de-duplicate.
 ROW_KEY: dict[str, tuple[str, ...]] = {
     # A record is identified by (tenant_id, record_id): two tenants may use the same record id.
@@ -390,5 +409,9 @@ ROW_KEY: dict[str, tuple[str, ...]] = {
     "chat_messages": ("tenant_id", "record_id", "seq"),
     "registrations": ("tenant_id", "record_id"),
     "usage_daily": ("tenant_id", "day", "batch_digest"),
+    "handoff_transcription": ("tenant_id", "record_id"),
+    "handoff_recording_archive": ("tenant_id", "record_id"),
+    "handoff_email_service": ("tenant_id", "record_id"),
+    "us_monitoring": ("tenant_id", "record_id"),
     "_deadletter": ("deadletter_id",),
 }

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from ccpipe.errors import ConfigError, RecordError
+from ccpipe.flows import check_subprocessor_name
 from ccpipe.schemas import parse_rfc3339
 from ccpipe.types import REGIONS, Tenant
 
@@ -49,6 +50,10 @@ def tenant_from_dict(item: dict[str, Any], where: str) -> Tenant:
         raise ConfigError(f"{where}: status {str(status)[:32]!r} is not one of {STATUSES}")
     if not isinstance(item.get("subprocessors") or {}, dict):
         raise ConfigError(f"{where}: subprocessors must be an object of name: true|false")
+    for name, on in (item.get("subprocessors") or {}).items():
+        check_subprocessor_name(str(name), f"{where}: subprocessors")
+        if not isinstance(on, bool):
+            raise ConfigError(f"{where}: subprocessors.{name} must be true or false")
     terminated_at = item.get("terminated_at")
     if status == "terminated":
         if not terminated_at:

@@ -51,3 +51,28 @@ def get(cp: ControlPlane, tenant_id: str) -> Tenant:
     if tenant is None:
         raise NotFoundError(f"unknown tenant {tenant_id!r}")
     return tenant
+
+
+def set_subprocessor(cp: ControlPlane, actor: audit.Actor, tenant_id: str, name: str, on: bool, reason: str) -> None:
+    """Opt a tenant in to (or out of) a sub-processor; who changed it and why are audited.
+
+    Operators or the tenant's own customer admin; the next run (or, streaming, within the opt-in
+    refresh bound) honours it.
+    """
+    from ccpipe.controlplane.access import require_tenant_admin_or_operator
+    from ccpipe.errors import ConfigError
+    from ccpipe.flows import check_subprocessor_name
+
+    check_subprocessor_name(name, "name")
+    if not reason.strip():
+        raise ConfigError("changing a sub-processor opt-in needs a reason")
+    get(cp, tenant_id)
+    require_tenant_admin_or_operator(cp, actor, tenant_id, "subprocessor_opt_in")
+    with cp.transaction():
+        current = json.loads(cp.one("SELECT subprocessors FROM tenants WHERE tenant_id = ?", (tenant_id,))[0])
+        current[name] = bool(on)
+        cp.execute("UPDATE tenants SET subprocessors = ?, updated_at = ? WHERE tenant_id = ?",
+                   (json.dumps(current, sort_keys=True), _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+                    tenant_id))
+        audit.append(cp, actor, "subprocessor_opt_in" if on else "subprocessor_opt_out", tenant_id=tenant_id,
+                     target=name, reason=reason)
