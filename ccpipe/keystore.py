@@ -42,9 +42,11 @@ from ccpipe.errors import ConfigError, KeyUnavailableError, MasterKeyError
 from ccpipe.kms import (
     KeyManager,
     KmsConfig,
+    check_private_dir,
     create_private_file,
     load_master_key,
     open_key_manager,
+    redact_kms,
 )
 
 PURPOSES = ("content", "pseudonym", "deadletter", "audit")
@@ -62,10 +64,28 @@ def ccpipe_home() -> Path:
 
 
 def ensure_home() -> Path:
-    """Create ``$CCPIPE_HOME`` private to its owner (0700) when absent; return it."""
+    """Create ``$CCPIPE_HOME`` private to its owner (0700) when absent; return it.
+
+    An existing home owned by another user or writable by group/others is refused
+    (``MasterKeyError``): whoever can write it can swap the key files in it.
+    """
     home = ccpipe_home()
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    check_private_dir(home, "$CCPIPE_HOME")
     return home
+
+
+def check_tenant_owner(owner: str) -> None:
+    """Refuse a tenant id that could name an internal owner: ids starting with '_' are ccpipe's own.
+
+    ``_audit`` (the audit log's key) and ``_deadletter:REGION`` share the keystore and the key
+    manager with tenants; a tenant called ``_audit`` would share the audit log's KEK.
+    """
+    if not owner or owner.startswith("_"):
+        raise ConfigError(
+            f"tenant id {owner!r} cannot own tenant keys: ids starting with '_' are reserved for ccpipe's own "
+            "keys (_audit, _deadletter:REGION); allowed: a non-empty id not starting with '_'"
+        )
 
 
 def prepare_sqlite_url(url: str | None) -> None:
@@ -180,10 +200,14 @@ class SqliteKeyStore:
         """Open the keystore; with ``create`` make it (and, for ``local``, the KEK file and master key)."""
         self._config = config
         path = Path(config.path)
+        folder = path.resolve().parent
+        if folder.exists():  # before anything is created in it: its files could be swapped by others
+            check_private_dir(folder, "keystore folder")
         if not path.exists():
             if not create:
                 raise MasterKeyError(f"no keystore at {path}: run 'ccpipe keys init'")
             create_private_file(path)
+            check_private_dir(folder, "keystore folder")
         self._db = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
         self._km: KeyManager | None = None
         try:
@@ -210,8 +234,9 @@ class SqliteKeyStore:
         kms = KmsConfig.parse(self._config.kms or meta.get("kms_url") or "local")
         if recorded and recorded != kms.identity():
             raise ConfigError(
-                f"--kms {self._config.kms!r} does not match the keystore {self._config.path}, whose keys are "
-                f"wrapped by {meta.get('kms_url')!r}; allowed: that key manager (or omit --kms)"
+                f"--kms {redact_kms(self._config.kms)!r} does not match the keystore {self._config.path}, whose "
+                f"keys are wrapped by {redact_kms(meta.get('kms_url') or '')!r}; allowed: that key manager (or omit "
+                "--kms)"
             )
         self.kms = kms
         self._km = open_key_manager(
@@ -305,10 +330,16 @@ class SqliteKeyStore:
         )
         return DataKey(owner, purpose, version, material)
 
-    def create_key(self, owner: str, purpose: str) -> DataKey:
-        """Create the next version of a key; older versions stay usable for decryption."""
+    @staticmethod
+    def _check_purpose(owner: str, purpose: str) -> None:
         if purpose not in PURPOSES:
             raise ConfigError(f"purpose {purpose!r} is not one of {PURPOSES}")
+        if purpose in TENANT_PURPOSES:
+            check_tenant_owner(owner)
+
+    def create_key(self, owner: str, purpose: str) -> DataKey:
+        """Create the next version of a key; older versions stay usable for decryption."""
+        self._check_purpose(owner, purpose)
         self._finish_kek_jobs(owner)
         with self._write():
             return self._create_locked(owner, purpose)
@@ -319,8 +350,7 @@ class SqliteKeyStore:
         A destroyed key is not re-created: its owner's data is shredded for good. Safe when many
         processes call it at once (the check and the insert share one ``BEGIN IMMEDIATE`` transaction).
         """
-        if purpose not in PURPOSES:
-            raise ConfigError(f"purpose {purpose!r} is not one of {PURPOSES}")
+        self._check_purpose(owner, purpose)
         row = self._db.execute(
             "SELECT MAX(version) FROM data_keys WHERE owner = ? AND purpose = ?", (owner, purpose)
         ).fetchone()
@@ -347,7 +377,8 @@ class SqliteKeyStore:
         re-creates them and the history remains. Then the KEK goes: deleted when the owner has no
         live key left; otherwise rotated, the survivors re-wrapped, and the older KEK versions
         destroyed. A crash between the two steps leaves a job that the next write completes.
-        Returns the versions destroyed.
+        With ``before``, a cutoff that would reach the newest (active) version is refused
+        (``ConfigError``), checked under the write lock. Returns the versions destroyed.
         """
         cutoff = parse_cutoff(before) if before is not None else None
         self._finish_kek_jobs(owner)
@@ -359,6 +390,18 @@ class SqliteKeyStore:
             doomed = sorted(v for v, created in rows if cutoff is None or parse_cutoff(created) < cutoff)
             if not doomed:
                 return []
+            if cutoff is not None:
+                # Checked here, under the write lock, so that what is destroyed is what was checked.
+                (active, active_created) = self._db.execute(
+                    "SELECT version, created_at FROM data_keys WHERE owner = ? AND purpose = ? "
+                    "ORDER BY version DESC LIMIT 1", (owner, purpose),
+                ).fetchone()
+                if active in doomed:
+                    raise ConfigError(
+                        f"--before {cutoff.isoformat()} would destroy the active {purpose} key v{active} of "
+                        f"{owner!r} (created {parse_cutoff(active_created).isoformat()}); allowed: a cutoff at or "
+                        "before the active version's creation; to destroy every version use --all"
+                    )
             for version in doomed:
                 self._db.execute(
                     "UPDATE data_keys SET wrapped = NULL, state = 'destroyed', destroyed_at = ? "

@@ -23,9 +23,17 @@ Two backends, chosen with ``--kms``:
     the server. Shredding an owner deletes its transit key (``deletion_allowed`` is set only at
     that moment); destroying some versions rotates the transit key, re-wraps the survivors and
     trims the old versions. After either, no copy of any ccpipe file can be decrypted.
+    Every transit key is read back when ccpipe creates or opens it, before each wrap and before a
+    destruction is reported: one that is exportable, allows plaintext backup, was imported or is
+    not ``aes256-gcm96`` is refused (``UnsafeKekError``), since a copy of it could undo a shred.
     Query parameters: ``token_file=PATH`` (else ``$BAO_TOKEN`` or ``$VAULT_TOKEN``),
     ``ca_file=PATH``, ``prefix=NAME`` (default ``ccpipe-``), ``namespace=NS``, ``timeout=S``.
     The token never enters the pipeline graph: each worker reads it when it opens the keystore.
+    A value carrying credentials (``user:pass@``, ``token=``) is refused, and messages show the
+    value with userinfo and query values masked.
+
+Key and token files are opened without following symlinks and checked on the open descriptor
+(a regular file of the user running ccpipe, mode 0600 or stricter) before they are read from it.
 
 Errors: ``KeyUnavailableError`` when a KEK is gone or refuses to unwrap (the record is
 dead-lettered); ``KmsError`` when the key manager cannot be reached or refuses the token (the
@@ -35,6 +43,7 @@ bundle or the command fails; nothing is written).
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import ipaddress
 import os
 import re
@@ -54,10 +63,15 @@ _LOCAL_MAGIC = b"LK1"
 _LOCAL_HEADER = struct.Struct(">3sI")
 _CHECK_AAD = b"ccpipe/kek-check/v1"
 _QUERY_KEYS = ("token_file", "ca_file", "prefix", "namespace", "timeout")
+_TOKEN_QUERY_KEYS = ("token", "bao_token", "vault_token", "x_vault_token", "client_token")
 
 
 class KmsError(CcpipeError):
     """The key manager is unreachable, misconfigured or refused the credentials: fail, write nothing."""
+
+
+class UnsafeKekError(KmsError):
+    """A KEK in the key manager has settings that let its material leave it (exportable, plaintext backup)."""
 
 
 @dataclass(frozen=True)
@@ -76,44 +90,66 @@ class KmsConfig:
 
     @classmethod
     def parse(cls, value: str) -> KmsConfig:
-        """``local``, ``openbao://HOST:PORT[/MOUNT][?...]`` or ``openbao+http://LOOPBACK:PORT[/MOUNT][?...]``."""
+        """``local``, ``openbao://HOST:PORT[/MOUNT][?...]`` or ``openbao+http://LOOPBACK:PORT[/MOUNT][?...]``.
+
+        Messages never echo a credential: they show the value with its userinfo and every query value
+        masked (``redact_kms``), and a value carrying credentials is refused before anything else.
+        """
         if value in ("", "local"):
             return cls(kind="local", url="local")
         allowed = "'local', 'openbao://HOST:PORT[/MOUNT]' or 'openbao+http://127.0.0.1:PORT[/MOUNT]'"
-        parts = urlsplit(value)
+        shown = redact_kms(value)
+        try:
+            parts = urlsplit(value)
+        except ValueError:
+            raise ConfigError(f"--kms {shown!r} is not a valid URL; use {allowed}") from None
+        # Credentials first: whatever else is wrong with the value, say this (and never echo them).
+        if "@" in parts.netloc:
+            raise ConfigError(
+                f"--kms {shown!r} must not carry credentials: put the token in a file (mode 0600) and pass "
+                "token_file=PATH, or set $BAO_TOKEN"
+            )
+        query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
+        if any(name.lower().replace("-", "_") in _TOKEN_QUERY_KEYS for name in query):
+            raise ConfigError(
+                f"--kms {shown!r} must not carry the token (a token= parameter ends up in logs, shell history and "
+                "the keystore): put it in a file (mode 0600) and pass token_file=PATH, or set $BAO_TOKEN"
+            )
         if parts.scheme not in ("openbao", "openbao+http"):
-            raise ConfigError(f"--kms {value!r} is not a key manager: use {allowed}")
+            raise ConfigError(f"--kms {shown!r} is not a key manager: use {allowed}")
         try:
             port = parts.port
         except ValueError:
             port = None
         if not parts.hostname or port is None:
-            raise ConfigError(f"--kms {value!r} must name HOST:PORT of the OpenBao server; {allowed}")
-        if parts.username or parts.password:
-            raise ConfigError(f"--kms {_mask(value)!r} must not carry credentials: use token_file= or $BAO_TOKEN")
+            raise ConfigError(f"--kms {shown!r} must name HOST:PORT of the OpenBao server; {allowed}")
         plain = parts.scheme == "openbao+http"
         if plain and not _is_loopback(parts.hostname):
             raise ConfigError(
-                f"--kms {value!r}: plain HTTP is allowed only to a loopback address (the token would cross the "
+                f"--kms {shown!r}: plain HTTP is allowed only to a loopback address (the token would cross the "
                 "network in clear); use openbao://HOST:PORT (HTTPS)"
             )
-        query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
         unknown = sorted(set(query) - set(_QUERY_KEYS))
         if unknown:
-            raise ConfigError(f"--kms {value!r}: unknown parameter(s) {unknown}; allowed: {list(_QUERY_KEYS)}")
+            names = [n if re.fullmatch(r"[a-z_]{1,32}", n) else "***" for n in unknown]
+            raise ConfigError(f"--kms {shown!r}: unknown parameter(s) {names}; allowed: {list(_QUERY_KEYS)}")
         one = {k: v[-1] for k, v in query.items()}
         mount = parts.path.strip("/") or "transit"
-        if not re.fullmatch(r"[A-Za-z0-9_.\-/]+", mount):
-            raise ConfigError(f"--kms {value!r}: mount {mount!r} may hold only letters, digits, '_', '-', '.', '/'")
+        segments = mount.split("/")
+        if not re.fullmatch(r"[A-Za-z0-9_.\-/]+", mount) or any(seg in ("", ".", "..") for seg in segments):
+            raise ConfigError(
+                f"--kms {shown!r}: mount {mount!r} must be path segments of letters, digits, '_', '-', '.' "
+                "separated by '/' (no empty, '.' or '..' segment)"
+            )
         prefix = one.get("prefix", "ccpipe-")
         if not re.fullmatch(r"[A-Za-z0-9_\-]*", prefix):
-            raise ConfigError(f"--kms {value!r}: prefix {prefix!r} may hold only letters, digits, '_' and '-'")
+            raise ConfigError(f"--kms {shown!r}: prefix may hold only letters, digits, '_' and '-'")
         try:
             timeout = float(one.get("timeout", "10"))
         except ValueError:
-            raise ConfigError(f"--kms {value!r}: timeout {one['timeout']!r} must be a number of seconds") from None
+            raise ConfigError(f"--kms {shown!r}: timeout must be a number of seconds") from None
         if not 0 < timeout <= 300:
-            raise ConfigError(f"--kms {value!r}: timeout {timeout} must be between 0 and 300 seconds")
+            raise ConfigError(f"--kms {shown!r}: timeout must be between 0 and 300 seconds")
         host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
         return cls(
             kind="openbao", url=value, base_url=f"{'http' if plain else 'https'}://{host}:{parts.port}",
@@ -126,8 +162,23 @@ class KmsConfig:
         return "local" if self.kind == "local" else f"openbao:{self.mount}:{self.prefix}"
 
 
-def _mask(url: str) -> str:
-    return re.sub(r"://[^@/]*@", "://***@", url)
+def redact_kms(value: str) -> str:
+    """A ``--kms`` value fit for a message or a log: userinfo, every query value and any fragment masked."""
+    head, sep, rest = value.partition("://")
+    if not sep:
+        head, rest = "", value
+    rest, hash_sign, _ = rest.partition("#")
+    rest, question, query = rest.partition("?")
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    items = []
+    for item in query.split("&") if question else ():
+        name, eq, _ = item.partition("=")
+        shown_name = name if re.fullmatch(r"[a-z_]{1,32}", name) else "***"
+        items.append(f"{shown_name}=***" if eq or name else "")
+    return (f"{head}{sep}{authority}{slash}{path}" + (question + "&".join(items) if question else "")
+            + ("#***" if hash_sign else ""))
 
 
 def _is_loopback(host: str) -> bool:
@@ -139,13 +190,100 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def check_private_file(path: Path, what: str) -> None:
-    """Refuse a key file that its group or others can read or write (fail closed, say how to fix it)."""
-    mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+def _refuse_unless_private(info: os.stat_result, path: Path, what: str) -> None:
+    """Refuse what is not a regular file owned by this user and private to it (mode 0600 or stricter)."""
+    if not stat.S_ISREG(info.st_mode):
+        raise MasterKeyError(f"{what} {path} is not a regular file")
+    if info.st_uid != os.getuid():
         raise MasterKeyError(
-            f"{what} {path} is readable or writable by group/others (mode {stat.S_IMODE(mode):04o}); "
+            f"{what} {path} is owned by uid {info.st_uid}, not by the user running ccpipe (uid {os.getuid()}); "
+            f"it must belong to that user: chown {os.getuid()} {path}"
+        )
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise MasterKeyError(
+            f"{what} {path} is readable or writable by group/others (mode {stat.S_IMODE(info.st_mode):04o}); "
             f"it must be private to its owner: chmod 600 {path}"
+        )
+
+
+def _open_private(path: Path, what: str) -> int:
+    """A read descriptor of a key file, opened without following a symlink and checked on the descriptor.
+
+    FileNotFoundError when it does not exist; MasterKeyError when it is a symlink, not a regular file,
+    owned by another user or open to group/others. The caller reads from (and closes) the descriptor,
+    so what is read is what was checked.
+    """
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        if err.errno in (errno.ELOOP, errno.EMLINK) or os.path.islink(path):
+            raise MasterKeyError(
+                f"{what} {path} is a symbolic link; ccpipe opens key files only directly (a link can be "
+                f"pointed at another file): use the file itself"
+            ) from None
+        raise MasterKeyError(f"{what} {path} cannot be opened: {err.strerror}") from None
+    try:
+        _refuse_unless_private(os.fstat(fd), path, what)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_private_file(path: Path, what: str, limit: int = 1 << 20) -> bytes:
+    """The bytes of a key or token file, read from the descriptor whose owner and mode were checked."""
+    fd = _open_private(path, what)
+    try:
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    if size > limit:
+        raise MasterKeyError(f"{what} {path} is larger than {limit} bytes: it is not a key file")
+    return b"".join(chunks)
+
+
+def check_private_file(path: Path, what: str) -> os.stat_result:
+    """Refuse a key file that is a symlink, another user's, or readable/writable by group/others.
+
+    Returns the checked file's status (compare it with ``same_file`` after opening it by name).
+    """
+    fd = _open_private(path, what)
+    try:
+        return os.fstat(fd)
+    finally:
+        os.close(fd)
+
+
+def same_file(path: Path, checked: os.stat_result, what: str) -> None:
+    """After a library opened ``path`` by name: refuse unless it is still the (non-symlink) file checked."""
+    now = os.lstat(path)
+    if stat.S_ISLNK(now.st_mode) or (now.st_dev, now.st_ino) != (checked.st_dev, checked.st_ino):
+        raise MasterKeyError(f"{what} {path} was replaced while it was being opened; refusing it")
+
+
+def check_private_dir(path: Path, what: str) -> None:
+    """Refuse a state folder owned by another user or writable by group/others (files in it could be swapped)."""
+    info = os.stat(path)
+    if not stat.S_ISDIR(info.st_mode):
+        raise MasterKeyError(f"{what} {path} is not a folder")
+    if info.st_uid != os.getuid():
+        raise MasterKeyError(
+            f"{what} {path} is owned by uid {info.st_uid}, not by the user running ccpipe (uid {os.getuid()}): "
+            f"whoever owns it can swap the key files in it; use a folder of your own (chown {os.getuid()} {path})"
+        )
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise MasterKeyError(
+            f"{what} {path} is writable by group/others (mode {stat.S_IMODE(info.st_mode):04o}): they could swap "
+            f"the key files in it; it must be private to its owner: chmod 700 {path}"
         )
 
 
@@ -212,11 +350,11 @@ def load_master_key(master_key_file: str, env_name: str, create: bool) -> bytes:
             raise MasterKeyError(f"${env_name} must decode to {KEY_BYTES} bytes, got {len(key)}")
         return key
     path = Path(master_key_file)
-    if path.exists():
-        if not path.is_file():
-            raise MasterKeyError(f"master key file {path} is not a regular file")
-        check_private_file(path, "master key file")
-        raw = path.read_bytes()
+    try:
+        raw = read_private_file(path, "master key file")
+    except FileNotFoundError:
+        raw = None
+    if raw is not None:
         expected = f"one line holding base64 of {KEY_BYTES} random bytes, as 'ccpipe keys init' writes"
         try:
             text = raw.decode("ascii").strip()
@@ -277,11 +415,16 @@ class LocalKeyManager:
                     "(a new keystore is made by 'ccpipe keys init')"
                 )
             create_private_file(path)
-        check_private_file(path, "key-encryption-key file")
+        checked = check_private_file(path, "key-encryption-key file")
         self._master = master_key
         self._db = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA secure_delete = ON")
-        self._db.executescript(self._SCHEMA)
+        try:
+            self._db.execute("PRAGMA secure_delete = ON")
+            self._db.executescript(self._SCHEMA)
+            same_file(path, checked, "key-encryption-key file")  # SQLite opened the file that was checked
+        except BaseException:
+            self._db.close()
+            raise
         self._cache: dict[tuple[str, int], bytes] = {}
         self._db.execute("BEGIN IMMEDIATE")
         try:
@@ -403,10 +546,14 @@ def read_token(config: KmsConfig) -> str:
     """The OpenBao token: ``token_file`` (mode 0600), else ``$BAO_TOKEN`` or ``$VAULT_TOKEN``."""
     if config.token_file:
         path = Path(config.token_file)
-        if not path.is_file():
-            raise KmsError(f"--kms token_file {path} does not exist")
-        check_private_file(path, "OpenBao token file")
-        token = path.read_text(errors="strict").strip()
+        try:
+            raw = read_private_file(path, "OpenBao token file")
+        except FileNotFoundError:
+            raise KmsError(f"--kms token_file {path} does not exist") from None
+        try:
+            token = raw.decode("ascii").strip()
+        except UnicodeDecodeError:
+            raise KmsError(f"--kms token_file {path} does not hold an OpenBao token (not ASCII text)") from None
         if not token:
             raise KmsError(f"--kms token_file {path} is empty")
         return token
@@ -465,20 +612,57 @@ class OpenBaoKeyManager:
     def _key_path(self, owner: str, suffix: str = "") -> str:
         return f"{self._config.mount}/keys/{transit_key_name(self._config.prefix, owner)}{suffix}"
 
+    def _read_key(self, owner: str) -> dict | None:
+        """The transit key's settings and versions (``transit/keys/NAME``); None when it does not exist."""
+        return self._call("GET", self._key_path(owner), what="read a transit key", missing_ok=True)
+
+    def _unsafe_settings(self, data: dict) -> list[str]:
+        """What makes a transit key unfit to be a KEK: any setting that lets its material leave OpenBao."""
+        bad = [f"{setting}={str(data.get(setting)).lower()}" for setting in ("exportable", "allow_plaintext_backup")
+               if data.get(setting) is not False]  # absent counts as unsafe: fail closed
+        if data.get("imported_key"):
+            bad.append("imported_key=true")
+        if data.get("type") != "aes256-gcm96":
+            bad.append(f"type={data.get('type')}")
+        return bad
+
+    def _refuse_unsafe(self, owner: str, data: dict, doing: str) -> None:
+        """Fail closed on a transit key that can be exported, backed up in plaintext or was imported."""
+        bad = self._unsafe_settings(data)
+        if bad:
+            raise UnsafeKekError(
+                f"{self._where}: the transit key {transit_key_name(self._config.prefix, owner)!r} of {owner} has "
+                f"{', '.join(bad)}; ccpipe refuses to {doing}: a key-encryption key must be type aes256-gcm96, "
+                "exportable=false, allow_plaintext_backup=false and not imported, else a copy of it (an export "
+                "or a plaintext backup) can undo a shred. ccpipe never makes such a key: find out who made or "
+                "changed it"
+            )
+
     def ensure_kek(self, owner: str) -> None:
-        """Create the transit key (aes256-gcm96, not exportable) unless it exists (needs only create+read)."""
-        if self.kek_versions(owner):
-            return
-        self._call("POST", self._key_path(owner), {"type": "aes256-gcm96", "exportable": False,
-                                                    "allow_plaintext_backup": False}, what="create a transit key")
+        """Create the transit key (aes256-gcm96, not exportable) unless it exists (needs only create+read).
+
+        Either way the key is read back and refused (``UnsafeKekError``) unless it is aes256-gcm96,
+        not exportable, without plaintext backup and not imported: a key someone else made with those
+        settings could be copied out of OpenBao, and a shred would not be one.
+        """
+        data = self._read_key(owner)
+        if data is None:
+            self._call("POST", self._key_path(owner), {"type": "aes256-gcm96", "exportable": False,
+                                                        "allow_plaintext_backup": False}, what="create a transit key")
+            data = self._read_key(owner)
+            if data is None:
+                raise KmsError(f"{self._where} did not keep the transit key it created for {owner}")
+        self._refuse_unsafe(owner, data, "use it as a key-encryption key")
 
     def wrap(self, owner: str, material: bytes, aad: bytes) -> bytes:
-        """transit/encrypt under the newest version; the key must exist (created by ``ensure_kek``)."""
+        """transit/encrypt under the newest version; the key must exist (created by ``ensure_kek``) and be safe."""
         import base64
 
-        if not self.kek_versions(owner):
+        data = self._read_key(owner)
+        if not data or not data.get("keys"):
             # transit/encrypt would silently create a key: never do that for a destroyed one.
             raise KeyUnavailableError(f"{owner} has no key-encryption key in {self._where}")
+        self._refuse_unsafe(owner, data, "wrap a data key under it")
         data = self._call(
             "POST", f"{self._config.mount}/encrypt/{transit_key_name(self._config.prefix, owner)}",
             {"plaintext": base64.b64encode(material).decode(), "associated_data": base64.b64encode(aad).decode()},
@@ -510,26 +694,51 @@ class OpenBaoKeyManager:
         return int(data["latest_version"])
 
     def trim_kek(self, owner: str, keep_from: int) -> None:
-        """Raise the minimum versions to ``keep_from``, then trim: older versions are deleted for good."""
+        """Raise the minimum versions to ``keep_from``, then trim: older versions are deleted for good.
+
+        ``UnsafeKekError`` after trimming when the key could have been exported or backed up: the
+        trimmed versions may survive in such a copy, so the shred is not reported as done.
+        """
+        data = self._read_key(owner)
         self._call("POST", self._key_path(owner, "/config"),
                    {"min_decryption_version": keep_from, "min_encryption_version": keep_from},
                    what="raise a transit key's minimum version")
         self._call("POST", self._key_path(owner, "/trim"), {"min_available_version": keep_from},
                    what="trim a transit key")
+        if data is not None:
+            self._refuse_unsafe(owner, data, "report its old versions destroyed")
 
     def destroy_kek(self, owner: str) -> None:
-        """Allow deletion (only now), then delete the transit key; no-op when it is already gone."""
-        if not self.kek_versions(owner):
+        """Allow deletion (only now), then delete the transit key; no-op when it is already gone.
+
+        The key's settings are read first: when they let its material leave OpenBao the key is still
+        deleted, but ``UnsafeKekError`` says that a copy may survive (the KEK is not reported
+        destroyed). When the delete fails, ``deletion_allowed`` is set back to false (best effort) and
+        the error says whether that worked.
+        """
+        data = self._read_key(owner)
+        if data is None or not data.get("keys"):
             return
         self._call("POST", self._key_path(owner, "/config"), {"deletion_allowed": True},
                    what="allow deletion of a transit key")
-        self._call("DELETE", self._key_path(owner), what="delete a transit key")
+        try:
+            self._call("DELETE", self._key_path(owner), what="delete a transit key")
+        except CcpipeError as err:
+            try:
+                self._call("POST", self._key_path(owner, "/config"), {"deletion_allowed": False},
+                           what="forbid deletion of a transit key again")
+                undone = "deletion_allowed was set back to false"
+            except CcpipeError as undo_err:
+                undone = (f"deletion_allowed could NOT be set back to false ({undo_err}); set it by hand: "
+                          f"bao write {self._key_path(owner, '/config')} deletion_allowed=false")
+            raise type(err)(f"{err}; {undone}") from None
         if self.kek_versions(owner):
             raise KmsError(f"{self._where} still holds the transit key of {owner} after deleting it")
+        self._refuse_unsafe(owner, data, "report it destroyed (it was deleted, but a copy may exist)")
 
     def kek_versions(self, owner: str) -> list[int]:
         """The transit key's live versions (empty when it does not exist)."""
-        data = self._call("GET", self._key_path(owner), what="read a transit key", missing_ok=True)
+        data = self._read_key(owner)
         if data is None:
             return []
         return sorted(int(v) for v in (data.get("keys") or {}))

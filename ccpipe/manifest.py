@@ -14,6 +14,8 @@ from typing import Any
 from ccpipe.types import WriteResult
 
 PRIMARY = ("calls", "telemetry", "chat_messages", "registrations")
+FLOW_DATASETS = {"handoff_transcription": "transcription", "handoff_recording_archive": "recording_archive",
+                 "handoff_email_service": "email_service", "us_monitoring": "us_monitoring"}
 
 
 def build_manifest(
@@ -31,8 +33,13 @@ def build_manifest(
     dl_regions: dict[str, int] = {}
     keys: set[str] = set()
     files = 0
+    flow_rows: dict[str, dict[str, int]] = {}
     for r in results:
         files += 1
+        if r.dataset in FLOW_DATASETS:  # a permitted flow to its own sink: listed apart, never a record
+            flow_rows.setdefault(FLOW_DATASETS[r.dataset], {}).setdefault(r.region, 0)
+            flow_rows[FLOW_DATASETS[r.dataset]][r.region] += r.rows
+            continue
         rows.setdefault(r.region, {}).setdefault(r.dataset, 0)
         rows[r.region][r.dataset] += r.rows
         if r.dataset in PRIMARY:
@@ -60,7 +67,26 @@ def build_manifest(
         "dead_letters_by_region": dict(sorted(dl_regions.items())),
         "key_versions_used": sorted(keys),
         "files_written": files,
+        "flows": _flows(flow_rows, (extra or {}).get("flow_opt_ins", {})),
     }
+
+
+def _flows(flow_rows: dict[str, dict[str, int]], opt_ins: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """Every cross-region or third-party flow of the run: rows per region, who opted in, the rule."""
+    from ccpipe.flows import SUBPROCESSORS, US_MONITORING, US_MONITORING_RULE
+
+    out = []
+    for flow in sorted(flow_rows):
+        spec = SUBPROCESSORS.get(flow)
+        out.append({
+            "flow": flow,
+            "rows": sum(flow_rows[flow].values()),
+            "rows_by_region": dict(sorted(flow_rows[flow].items())),
+            "crosses_region": flow in ("email_service", US_MONITORING),
+            "tenants_opted_in": sorted(opt_ins.get(flow, [])) if spec else "all (pseudonymized telemetry)",
+            "rule": spec["rule"] if spec else US_MONITORING_RULE,
+        })
+    return out
 
 
 def dumps(manifest: dict[str, Any]) -> str:
@@ -83,5 +109,9 @@ def summary(manifest: dict[str, Any], manifest_path: str) -> str:
         lines.append("  dead letters by reason:")
         for reason, n in manifest["dead_letters_by_reason"].items():
             lines.append(f"    {reason:<24}{n:>7}")
+    for flow in manifest.get("flows", []):
+        where = ", ".join(f"{r}={n}" for r, n in flow["rows_by_region"].items())
+        lines.append(f"  flow {flow['flow']:<18}{flow['rows']:>7} rows ({where})"
+                     f"{'  crosses region by design' if flow['crosses_region'] else ''}")
     lines.append(f"  manifest: {manifest_path}")
     return "\n".join(lines)

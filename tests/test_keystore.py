@@ -233,3 +233,159 @@ def test_shred_writes_an_audit_intent_before_destroying(config, tmp_path):
     import json
 
     assert json.loads(entries[-1]["details"])["intent"] == entries[-2]["seq"]
+
+
+# ---------------------------------------------------------------- regressions of the key manager review
+# (each failed on the code before the fix)
+
+
+def test_a_home_open_to_others_or_owned_by_another_user_is_refused(tmp_path, monkeypatch):
+    import os
+
+    from ccpipe.keystore import ensure_home
+
+    monkeypatch.delenv("CCPIPE_MASTER_KEY", raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    home.chmod(0o777)
+    monkeypatch.setenv("CCPIPE_HOME", str(home))
+    with pytest.raises(MasterKeyError, match=r"writable by group/others \(mode 0777\).*chmod 700"):
+        ensure_home()
+    with pytest.raises(MasterKeyError, match="writable by group/others"):
+        SqliteKeyStore(KeystoreConfig.default(), create=True)
+    assert list(home.iterdir()) == []
+    home.chmod(0o755)  # readable is fine: the files in it are 0600
+    assert ensure_home() == home
+    me = os.getuid()
+    monkeypatch.setattr(os, "getuid", lambda: me + 4242)
+    with pytest.raises(MasterKeyError, match=rf"owned by uid {me}, not by the user running ccpipe"):
+        ensure_home()
+
+
+def test_key_and_token_files_must_be_the_users_own_files_not_links(tmp_path, monkeypatch):
+    import os
+
+    from ccpipe.kms import KmsConfig, load_master_key, read_token
+
+    monkeypatch.delenv("CCPIPE_MASTER_KEY", raising=False)
+    real = tmp_path / "real.key"
+    key = load_master_key(str(real), "CCPIPE_UNSET", create=True)
+    link = tmp_path / "link.key"
+    link.symlink_to(real)  # a 0600 file of the user, through a link that another user could re-point
+    with pytest.raises(MasterKeyError, match="symbolic link"):
+        load_master_key(str(link), "CCPIPE_UNSET", create=False)
+    dangling = tmp_path / "dangling.key"
+    dangling.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(MasterKeyError, match="symbolic link"):
+        load_master_key(str(dangling), "CCPIPE_UNSET", create=True)
+    assert not (tmp_path / "nowhere").exists()
+    token = tmp_path / "token"
+    token.write_text("s.token\n")
+    token.chmod(0o600)
+    (tmp_path / "token.link").symlink_to(token)
+    with pytest.raises(MasterKeyError, match="symbolic link"):
+        read_token(KmsConfig.parse(f"openbao://bao.example:8200?token_file={tmp_path / 'token.link'}"))
+    assert read_token(KmsConfig.parse(f"openbao://bao.example:8200?token_file={token}")) == "s.token"
+    store = SqliteKeyStore(KeystoreConfig(str(tmp_path / "ks" / "keystore.db"), str(real)), create=True)
+    kek = store._config.kek_path
+    store.close()
+    os.rename(kek, kek + ".real")
+    os.symlink(kek + ".real", kek)
+    with pytest.raises(MasterKeyError, match="key-encryption-key file .* symbolic link"):
+        SqliteKeyStore(KeystoreConfig(str(tmp_path / "ks" / "keystore.db"), str(real)))
+    me = os.getuid()
+    monkeypatch.setattr(os, "getuid", lambda: me + 4242)  # as another user: the files are not theirs
+    with pytest.raises(MasterKeyError, match=rf"master key file .* owned by uid {me}, not by the user"):
+        load_master_key(str(real), "CCPIPE_UNSET", create=False)
+    with pytest.raises(MasterKeyError, match=rf"OpenBao token file .* owned by uid {me}"):
+        read_token(KmsConfig.parse(f"openbao://bao.example:8200?token_file={token}"))
+    monkeypatch.setattr(os, "getuid", lambda: me)
+    assert load_master_key(str(real), "CCPIPE_UNSET", create=False) == key
+
+
+def test_a_key_file_is_read_from_the_descriptor_that_was_checked(tmp_path, monkeypatch):
+    """No window between the check and the read: a swap right after the check must not change what is read."""
+    import base64
+    import os
+
+    from ccpipe.kms import load_master_key
+
+    monkeypatch.delenv("CCPIPE_MASTER_KEY", raising=False)
+    path = tmp_path / "master.key"
+    key = load_master_key(str(path), "CCPIPE_UNSET", create=True)
+    other = tmp_path / "other.key"
+    other.write_text(base64.b64encode(b"o" * 32).decode() + "\n")
+    other.chmod(0o600)
+    swapped = []
+    real_stat, real_fstat = os.stat, os.fstat
+
+    def swap_once():
+        if not swapped:
+            swapped.append(True)
+            (tmp_path / "swap").symlink_to(other)
+            os.replace(tmp_path / "swap", path)
+
+    def stat_then_swap(*args, **kwargs):  # the swap happens as soon as the file has been looked at
+        result = real_stat(*args, **kwargs)
+        swap_once()
+        return result
+
+    def fstat_then_swap(fd):
+        result = real_fstat(fd)
+        swap_once()
+        return result
+
+    monkeypatch.setattr(os, "stat", stat_then_swap)
+    monkeypatch.setattr(os, "fstat", fstat_then_swap)
+    try:
+        assert load_master_key(str(path), "CCPIPE_UNSET", create=False) == key
+    except MasterKeyError:
+        pass  # refusing is fine too; reading the swapped-in key is not
+    assert swapped
+
+
+def test_shred_before_is_checked_under_the_keystore_lock(config, tmp_path):
+    """The active-version guard once ran only in keys.shred, before the keystore's write lock."""
+    import datetime as dt
+
+    from ccpipe.controlplane import audit, keys
+    from ccpipe.errors import ConfigError
+
+    store = SqliteKeyStore(config, create=True)
+    cp = _control_plane(tmp_path, "t1")
+    store.ensure_key("t1", "content")
+    store._db.execute("UPDATE data_keys SET created_at = '2025-01-01T00:00:00+00:00' WHERE owner = 't1'")
+    store.create_key("t1", "content")
+    tomorrow = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    with pytest.raises(ConfigError, match=r"would destroy the active content key v2 .*--all"):
+        store.destroy("t1", "content", before=tomorrow)
+    assert store.states("t1", "content") == {1: "retired", 2: "active"}
+    # keys.shred planned on a view that has changed since (here: v2 looked newer than the cutoff): still refused.
+    import dataclasses
+
+    v1, v2 = store.key_info("t1", "content")
+    stale = [v1, dataclasses.replace(v2, created_at=tomorrow + dt.timedelta(days=1))]
+    store.key_info = lambda owner, purpose: stale
+    with pytest.raises(ConfigError, match="would destroy the active content key v2"):
+        keys.shred(cp, store, "t1", audit.Actor("ops", "operator"), confirm="t1", before=tomorrow.isoformat())
+    assert store.states("t1", "content") == {1: "retired", 2: "active"}
+    assert store.current("t1", "content").version == 2
+    assert store.destroy("t1", "content", before="2025-06-01") == [1]
+
+
+def test_tenant_ids_starting_with_underscore_cannot_own_tenant_keys(config):
+    """A tenant called '_audit' once shared the audit log's KEK (same owner in the key manager)."""
+    from ccpipe.errors import ConfigError
+    from ccpipe.keystore import deadletter_key_owner
+
+    store = SqliteKeyStore(config, create=True)
+    for owner, purpose in (("_audit", "content"), ("_audit", "pseudonym"), ("_deadletter:nl", "content"),
+                           ("", "content")):
+        with pytest.raises(ConfigError, match="reserved for ccpipe's own keys"):
+            store.ensure_key(owner, purpose)
+        with pytest.raises(ConfigError, match="reserved for ccpipe's own keys"):
+            store.create_key(owner, purpose)
+    assert store.versions() == [] and store.kek_versions("_audit") == []
+    assert store.ensure_key("_audit", "audit") == 1
+    assert store.ensure_key(deadletter_key_owner("nl"), "deadletter") == 1
+    assert store.ensure_key("t_1", "content") == 1

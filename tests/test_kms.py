@@ -407,3 +407,183 @@ def test_a_running_worker_never_encrypts_under_a_destroyed_key(keystore_config, 
     assert [type(o) for o in after] == [TaggedOutput]
     assert after[0].tag == "dead_letters" and after[0].value.reason == "key_unavailable"
     fn.teardown()
+
+
+# ---------------------------------------------------------------- regressions of the key manager review
+# (each failed on the code before the fix)
+
+
+def _policy_token(server, tmp_path: Path, name: str, policy: str) -> Path:
+    """A 0600 token file of a token holding only ``policy`` (stored as ``name``)."""
+    assert server.request("PUT", f"sys/policies/acl/{name}", {"policy": policy})[0] == 204
+    status, body = server.request("POST", "auth/token/create", {"policies": [name], "ttl": "1h"})
+    assert status == 200, body
+    token_file = tmp_path / f"{name}.token"
+    token_file.write_text(body["auth"]["client_token"])
+    token_file.chmod(0o600)
+    return token_file
+
+
+def _as_token(server, token_file: Path, method: str, path: str, body: dict | None = None) -> int:
+    """An HTTP call with another token; returns the status."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(f"{server.address}/v1/{path}", method=method,
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"X-Vault-Token": token_file.read_text().strip()})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def test_openbao_refuses_a_kek_that_can_leave_the_server(bao_server, tmp_path, monkeypatch):
+    """A transit key made (or changed) outside ccpipe as exportable / plaintext-backup once made shreds undoable."""
+    monkeypatch.setenv("CCPIPE_HOME", str(tmp_path / "ccpipe-home"))
+    kms = bao_server.kms_url(prefix=f"t{next(_PREFIXES)}-")
+    prefix = KmsConfig.parse(kms).prefix
+    store = SqliteKeyStore(KeystoreConfig(str(tmp_path / "keystore.db"), "", kms=kms), create=True)
+    # 1. It already exists, exportable with plaintext backup: refused when ccpipe opens it, nothing is written.
+    bao_server.request("POST", f"transit/keys/{prefix}tnt-a",
+                       {"type": "aes256-gcm96", "exportable": True, "allow_plaintext_backup": True})
+    with pytest.raises(KmsError, match=rf"transit key '{prefix}tnt-a' .*exportable=true, allow_plaintext_backup=true"):
+        store.ensure_key("tnt-a", "content")
+    assert store.states("tnt-a", "content") == {}
+    bao_server.request("POST", f"transit/keys/{prefix}tnt-c", {"type": "chacha20-poly1305"})
+    with pytest.raises(KmsError, match=rf"'{prefix}tnt-c' .*type=chacha20-poly1305"):
+        store.ensure_key("tnt-c", "content")
+    # 2. Made by ccpipe, then changed behind its back: no new data key is wrapped under it.
+    store.ensure_key("tnt-b", "content")
+    store.ensure_key("tnt-b", "pseudonym")
+    status, _ = bao_server.request("POST", f"transit/keys/{prefix}tnt-b/config", {"allow_plaintext_backup": True})
+    assert status in (200, 204)
+    with pytest.raises(KmsError, match=rf"'{prefix}tnt-b' .*allow_plaintext_backup=true"):
+        store.create_key("tnt-b", "content")
+    assert store.states("tnt-b", "content") == {1: "active"}
+    with pytest.raises(KmsError, match=rf"'{prefix}tnt-b' .*allow_plaintext_backup=true.*wrap a data key under it"):
+        store._km.wrap("tnt-b", b"k" * 32, b"aad")
+    # 3. A partial shred (rotate, re-wrap the survivors under it) is refused; nothing changes.
+    with pytest.raises(KmsError, match=rf"'{prefix}tnt-b' .*allow_plaintext_backup=true"):
+        store.destroy("tnt-b", "pseudonym")
+    assert store.states("tnt-b", "pseudonym") == {1: "active"}
+    # 4. Deleting it all still deletes it, but is not reported as a clean destruction.
+    store._db.execute("UPDATE data_keys SET state = 'destroyed', wrapped = NULL WHERE owner = 'tnt-b' "
+                      "AND purpose = 'pseudonym'")
+    with pytest.raises(KmsError, match=rf"'{prefix}tnt-b' .*allow_plaintext_backup=true.*report it destroyed"):
+        store.destroy("tnt-b", "content")
+    assert bao_server.request("GET", f"transit/keys/{prefix}tnt-b")[0] == 404  # deleted all the same
+
+
+def test_admin_policy_cannot_make_a_kek_exportable_or_back_it_up(bao_server, tmp_path):
+    root = Path(__file__).resolve().parents[1] / "deploy" / "openbao"
+    admin = _policy_token(bao_server, tmp_path, "ccpipe-admin-review", (root / "ccpipe-admin.hcl").read_text())
+    driver = _policy_token(bao_server, tmp_path, "ccpipe-driver-review", (root / "ccpipe-driver.hcl").read_text())
+    name = f"t{next(_PREFIXES)}-tnt-a"
+    ok = {"type": "aes256-gcm96", "exportable": False, "allow_plaintext_backup": False}
+    for token in (admin, driver):
+        assert _as_token(bao_server, token, "POST", f"transit/keys/{name}-x", {**ok, "exportable": True}) == 403
+        assert _as_token(bao_server, token, "POST", f"transit/keys/{name}-x", {**ok, "type": "aes128-gcm96"}) == 403
+    assert _as_token(bao_server, driver, "POST", f"transit/keys/{name}", ok) == 200  # what ccpipe sends
+    for setting in ("exportable", "allow_plaintext_backup"):
+        assert _as_token(bao_server, admin, "POST", f"transit/keys/{name}/config", {setting: True}) == 403
+    assert _as_token(bao_server, admin, "POST", f"transit/keys/{name}/config", {"auto_rotate_period": "1h"}) == 403
+    assert _as_token(bao_server, driver, "POST", f"transit/keys/{name}/config", {"deletion_allowed": True}) == 403
+    assert _as_token(bao_server, admin, "POST", f"transit/keys/{name}/config", {"min_decryption_version": 1}) == 200
+    assert _as_token(bao_server, admin, "GET", f"transit/backup/{name}") == 403
+    assert _as_token(bao_server, admin, "POST", f"transit/restore/{name}", {"backup": "eA=="}) == 403
+    assert _as_token(bao_server, admin, "POST", "transit/restore", {"backup": "eA=="}) == 403
+    body = bao_server.request("GET", f"transit/keys/{name}")[1]["data"]
+    assert body["exportable"] is False and body["allow_plaintext_backup"] is False
+
+
+def test_worker_and_driver_tokens_cannot_unwrap_the_audit_key(bao_server, tmp_path, monkeypatch):
+    """Worker credentials once unwrapped the audit log's HMAC key (and so could forge the audit chain)."""
+    from ccpipe.controlplane.audit import AUDIT_OWNER, AUDIT_PURPOSE
+
+    monkeypatch.setenv("CCPIPE_HOME", str(tmp_path / "ccpipe-home"))
+    root = Path(__file__).resolve().parents[1] / "deploy" / "openbao"
+    tenant = f"tnt-w{next(_PREFIXES)}"  # the policies name the default prefix "ccpipe-"
+    path = str(tmp_path / "keystore.db")
+    admin = SqliteKeyStore(KeystoreConfig(path, "", kms=bao_server.kms_url()), create=True)
+    admin.ensure_key(AUDIT_OWNER, AUDIT_PURPOSE)
+    admin.ensure_key(tenant, "content")
+    admin.ensure_key("_deadletter:nl", "deadletter")
+    for role in ("worker", "driver"):
+        token = _policy_token(bao_server, tmp_path, f"ccpipe-{role}-audit", (root / f"ccpipe-{role}.hcl").read_text())
+        kms = f"openbao+http://127.0.0.1:{bao_server.port}/transit?token_file={token}"
+        store = SqliteKeyStore(KeystoreConfig(path, "", kms=kms))
+        assert store.current(tenant, "content").version == 1  # tenant keys unwrap
+        assert store.current("_deadletter:nl", "deadletter").version == 1  # dead-letter keys too
+        with pytest.raises(KmsError, match="refused the token to unwrap a data key"):
+            store.current(AUDIT_OWNER, AUDIT_PURPOSE)
+        (wrapped,) = store._db.execute("SELECT wrapped FROM data_keys WHERE owner = ?", (AUDIT_OWNER,)).fetchone()
+        assert _as_token(bao_server, token, "POST", "transit/decrypt/ccpipe-_audit",
+                         {"ciphertext": wrapped.decode()}) == 403
+        assert _as_token(bao_server, token, "GET", "transit/keys/ccpipe-_audit") == 403
+        assert _as_token(bao_server, token, "GET", f"transit/backup/ccpipe-{tenant}") == 403
+        store.close()
+    assert admin.current(AUDIT_OWNER, AUDIT_PURPOSE).version == 1
+
+
+@pytest.mark.parametrize("value", [
+    "openbao://hvs.SECRETTOKEN@bao.example.com/transit",
+    "openbao://hvs.SECRETTOKEN@bao.example.com:8200/transit",
+    "openbao+http://hvs.SECRETTOKEN@10.0.0.5:8200",
+    "openbao://bao.example.com:8200/transit?token=hvs.SECRETTOKEN",
+    "openbao://bao.example.com:8200/transit?TOKEN=hvs.SECRETTOKEN&prefix=x",
+    "openbao://bao.example.com:8200/transit?vault_token=hvs.SECRETTOKEN",
+    "vault://hvs.SECRETTOKEN@bao.example.com:8200",
+    "openbao://bao.example.com/transit?token_file=/run/SECRETTOKEN",
+    "openbao://bao.example.com:8200/transit?hvs.SECRETTOKEN",
+    "openbao://bao.example.com:8200/transit?tokn=hvs.SECRETTOKEN",
+    "openbao://bao.example.com:8200/transit?prefix=SECRETTOKEN!",
+    "openbao://bao.example.com:8200/transit?timeout=SECRETTOKEN",
+    "openbao+http://10.0.0.5:8200?token_file=/SECRETTOKEN",
+])
+def test_kms_errors_never_echo_credentials(value):
+    with pytest.raises(ConfigError) as refused:
+        KmsConfig.parse(value)
+    assert "SECRETTOKEN" not in str(refused.value)
+    if "token=" in value.lower() or "@" in value:
+        assert "token_file" in str(refused.value) and "$BAO_TOKEN" in str(refused.value)
+
+
+def test_keystore_mismatch_error_masks_the_kms_value(tmp_path, monkeypatch):
+    monkeypatch.delenv("CCPIPE_MASTER_KEY", raising=False)
+    config = KeystoreConfig(str(tmp_path / "keystore.db"), str(tmp_path / "master.key"))
+    SqliteKeyStore(config, create=True).close()
+    other = "openbao://bao.example:8200/transit?token_file=/run/SECRETTOKEN&namespace=SECRETNS"
+    with pytest.raises(ConfigError, match="does not match the keystore") as refused:
+        SqliteKeyStore(KeystoreConfig(config.path, config.master_key_file, kms=other))
+    assert "SECRET" not in str(refused.value)
+
+
+@pytest.mark.parametrize("mount", ["..", "../../sys/policy", "transit/../sys", "a/./b", "a//b", "."])
+def test_kms_mount_refuses_dot_segments(mount):
+    with pytest.raises(ConfigError, match=r"no empty, '\.' or '\.\.' segment"):
+        KmsConfig.parse(f"openbao://bao.example:8200/{mount}/x")
+    assert KmsConfig.parse("openbao://bao.example:8200/team.a/ccpipe-transit").mount == "team.a/ccpipe-transit"
+
+
+def test_failed_delete_sets_deletion_allowed_back(bao_server, tmp_path, monkeypatch):
+    """destroy_kek allows deletion, then deletes: a refused delete once left the key deletable by anyone."""
+    monkeypatch.setenv("CCPIPE_HOME", str(tmp_path / "ccpipe-home"))
+    prefix = f"t{next(_PREFIXES)}-"
+    path = str(tmp_path / "keystore.db")
+    root_kms = bao_server.kms_url(prefix=prefix)
+    SqliteKeyStore(KeystoreConfig(path, "", kms=root_kms), create=True).ensure_key("tnt-a", "content")
+    no_delete = (Path(__file__).resolve().parents[1] / "deploy" / "openbao" / "ccpipe-admin.hcl").read_text().replace(
+        '"create", "update", "read", "delete"', '"create", "update", "read"')
+    token = _policy_token(bao_server, tmp_path, "ccpipe-admin-nodelete", no_delete)
+    kms = f"openbao+http://127.0.0.1:{bao_server.port}/transit?token_file={token}&prefix={prefix}"
+    store = SqliteKeyStore(KeystoreConfig(path, "", kms=kms))
+    with pytest.raises(KmsError, match="delete a transit key.*deletion_allowed was set back to false"):
+        store.destroy("tnt-a", "content")
+    status, body = bao_server.request("GET", f"transit/keys/{prefix}tnt-a")
+    assert status == 200 and body["data"]["deletion_allowed"] is False
+    assert store.pending_kek_jobs() == [("tnt-a", "delete", 0)]  # shows in 'ccpipe keys list', retried later
+    SqliteKeyStore(KeystoreConfig(path, "", kms=root_kms), create=True)  # 'ccpipe keys init' finishes it
+    assert bao_server.request("GET", f"transit/keys/{prefix}tnt-a")[0] == 404

@@ -13,7 +13,7 @@ from ccpipe.controlplane import audit, tenants_repo
 from ccpipe.controlplane.access import require_tenant_admin_or_operator
 from ccpipe.controlplane.db import ControlPlane
 from ccpipe.errors import CcpipeError, ConfigError
-from ccpipe.keystore import TENANT_PURPOSES, SqliteKeyStore, parse_cutoff
+from ccpipe.keystore import TENANT_PURPOSES, SqliteKeyStore, check_tenant_owner, parse_cutoff
 
 
 class ShreddedError(CcpipeError):
@@ -36,6 +36,7 @@ def is_shredded(keys: SqliteKeyStore, tenant_id: str) -> bool:
 def rotate(cp: ControlPlane, keys: SqliteKeyStore, tenant_id: str, actor: audit.Actor) -> dict[str, int]:
     """New versions of the tenant's content and pseudonym keys; returns purpose -> new version."""
     require_tenant_admin_or_operator(cp, actor, tenant_id, "keys_rotate")
+    check_tenant_owner(tenant_id)  # before rotating a KEK: '_audit' is not a tenant
     if is_shredded(keys, tenant_id):
         raise ShreddedError(f"tenant {tenant_id!r} is shredded: its keys were destroyed and cannot be rotated")
     out = {}
@@ -71,6 +72,8 @@ def shred(
     cutoff = parse_cutoff(before, "--before") if before else None
     purposes = ("content",) if cutoff else TENANT_PURPOSES
     planned: dict[str, list[int]] = {}
+    # An early, friendly refusal before the intent entry; ``SqliteKeyStore.destroy`` enforces the same
+    # rule under its write lock, so a change in between (a concurrent rotation or shred) cannot slip past it.
     for purpose in purposes:
         info = [k for k in keys.key_info(tenant_id, purpose) if k.state != "destroyed"]
         planned[purpose] = [k.version for k in info if cutoff is None or k.created_at < cutoff]
