@@ -55,7 +55,7 @@ def rewrite_without(file: PartitionFile, drop: Callable[[pa.Table], pa.Array]) -
     if kept.num_rows == 0:
         delete_file(file.path)
         return removed
-    temp = file.path.with_name(f".tmp-{uuid.uuid4().hex}.parquet")
+    temp = file.path.with_name(f".tmp-{uuid.uuid4().hex}.inprogress")
     pq.write_table(kept, temp, compression="zstd")
     os.replace(temp, file.path)
     return removed

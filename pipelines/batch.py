@@ -16,18 +16,23 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
+import re
 import secrets
+import sqlite3
+import time
 from dataclasses import dataclass, field
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from ccpipe.errors import ConfigError
+from ccpipe.errors import CcpipeError, ConfigError
+from ccpipe.flows import FlowConfig
 from ccpipe.keystore import TENANT_PURPOSES, KeystoreConfig, SqliteKeyStore, deadletter_key_owner, prepare_sqlite_url
 from ccpipe.pii.engine import PiiConfig
 from ccpipe.types import QUARANTINE_REGION, REGIONS, Tenant
 from pipelines.stages import ProcessingConfig, ProcessRecords
+from transforms.handoff import HandOffFlows
 from transforms.manifest import WriteManifest, manifest_path
 from transforms.parse import ParseConfig
 from transforms.read import ReadInputs
@@ -64,6 +69,11 @@ class BatchOptions(PipelineOptions):
         parser.add_argument("--model", default="en_core_web_sm", help="installed spaCy model for NER")
         parser.add_argument("--pii_config", help="PII configuration YAML: allow-lists, tenant id patterns, model")
         parser.add_argument("--shards", type=int, default=1, help="Parquet files per partition")
+        parser.add_argument("--subprocessor_sink", action="append", default=[],
+                            help="NAME=URI: sink root of a sub-processor hand-off (transcription, recording_archive, "
+                            "email_service); written only for tenants that opted in")
+        parser.add_argument("--us_monitoring_sink", default="",
+                            help="URI: sink root of the pseudonymized security/system telemetry copy (USA)")
         parser.add_argument("--workers", type=int, default=1, help="local worker processes")
         parser.add_argument("--run_id", help="manifest name (default: UTC time + random suffix)")
 
@@ -80,6 +90,7 @@ class BatchConfig:
     pii: PiiConfig = field(default_factory=PiiConfig)
     parse: ParseConfig = field(default_factory=ParseConfig)
     restricted: frozenset[tuple[str, str]] = frozenset()
+    flows: FlowConfig = FlowConfig()
 
     def __post_init__(self) -> None:
         if not self.inputs:
@@ -95,7 +106,8 @@ def new_run_id() -> str:
 
 def processing_config(config: BatchConfig) -> ProcessingConfig:
     """The shared stages' part of a batch configuration."""
-    return ProcessingConfig(config.tenants, config.sinks, config.keystore, config.pii, config.parse, config.restricted)
+    return ProcessingConfig(config.tenants, config.sinks, config.keystore, config.pii, config.parse, config.restricted,
+                            config.flows)
 
 
 def build(pipeline: beam.Pipeline, config: BatchConfig, extra: dict | None = None) -> None:
@@ -109,6 +121,15 @@ def build(pipeline: beam.Pipeline, config: BatchConfig, extra: dict | None = Non
         | "RouteToRegion" >> RouteToRegion(config.sinks)
         | "WriteRegionalParquet" >> WriteRegionalParquet(config.sinks)
     )
+    if config.flows.enabled:  # permitted flows, each to its own root (ccpipe.flows)
+        flows = processed.rows | "HandOffFlows" >> HandOffFlows(config.flows, config.tenants)
+        results = (results, flows) | "FlattenResults" >> beam.Flatten()
+        opt_ins: dict[str, list[str]] = {}
+        for tenant in config.tenants:
+            for name, on in tenant.subprocessors:
+                if on:
+                    opt_ins.setdefault(name, []).append(tenant.tenant_id)
+        extra = {**(extra or {}), "flow_opt_ins": opt_ins}
     sources = inputs.lines | "SourceOfLine" >> beam.Map(lambda raw: raw.source)
     _ = (sources, inputs.blank_lines, results) | "WriteManifest" >> WriteManifest(
         config.sinks.default_root, config.run_id, extra
@@ -146,24 +167,76 @@ def pipeline_options(runner: str, workers: int, extra_flags: list[str] | None = 
 
 
 def run(config: BatchConfig, options: PipelineOptions) -> dict:
-    """Prepare keys, run the pipeline to completion and return the manifest."""
+    """Prepare keys, run the pipeline to completion and return the manifest.
+
+    Raises KeystoreOpenError before anything is read when the keystore cannot be opened, and
+    RunFailedError (one line naming the cause) when the pipeline fails; a failed run leaves no manifest.
+    """
     import json
 
-    prepare_keys(config.tenants, config.sinks, config.keystore)
+    try:
+        prepare_keys(config.tenants, config.sinks, config.keystore)
+    except (sqlite3.Error, OSError) as err:  # not a keystore (corrupt, a folder, ...): stop before reading
+        raise KeystoreOpenError(
+            f"cannot open the keystore at {config.keystore.path}: {type(err).__name__}: {err}"
+        ) from None
     runner = options.view_as(StandardOptions).runner
     _LOG.info("run %s on %s: %d input pattern(s)", config.run_id, runner, len(config.inputs))
     extra = {"runner": runner, "started_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
-    with beam.Pipeline(options=options) as pipeline:
-        build(pipeline, config, extra)
     path = manifest_path(config.sinks.default_root, config.run_id)
+    started = time.time()
+    try:
+        with beam.Pipeline(options=options) as pipeline:
+            build(pipeline, config, extra)
+    except Exception as err:
+        # A failed run (a full disk, a key manager gone, a worker killed) reports no manifest: one
+        # written by this run before the failure (e.g. the disk filled up while writing it) is removed.
+        _remove_own_manifest(path, started)
+        raise RunFailedError(
+            f"run {config.run_id} failed, no manifest written (re-running the same input replaces the files "
+            f"written so far): {_cause(err)}"
+        ) from err
     with FileSystems.open(path) as handle:
         return json.loads(handle.read())
 
 
-def common_from_options(options: BatchOptions, streaming: bool = False) -> ProcessingConfig:
-    """Sinks, keystore, tenants, restrictions and PII settings from flags (errors name the flag)."""
-    from ccpipe.controlplane import dsar, tenants_repo
-    from ccpipe.controlplane.db import open_control_plane
+class RunFailedError(CcpipeError):
+    """The pipeline failed while running; the message is one line naming the cause."""
+
+
+class KeystoreOpenError(CcpipeError):
+    """The keystore file cannot be opened as a keystore (corrupt, unreadable, not a file)."""
+
+
+def _cause(err: BaseException) -> str:
+    """One line naming what failed: the last line of a runner's (possibly remote, multi-line) error."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    if not last:
+        return type(err).__name__
+    return last if re.match(r"^[\w.]*(Error|Exception|Exit)\b", last) else f"{type(err).__name__}: {last}"
+
+
+def _remove_own_manifest(path: str, started: float) -> None:
+    try:
+        match = FileSystems.match([path])[0].metadata_list
+    except Exception:  # noqa: BLE001 - no such file (Beam raises), or a file system that cannot list: nothing to do
+        return
+    if match and match[0].last_updated_in_seconds >= started - 1:
+        try:
+            FileSystems.delete([path])
+        except Exception:  # noqa: BLE001 - the run's own failure is what to report
+            _LOG.warning("could not remove the manifest %s of the failed run", path)
+
+
+def common_from_options(options: BatchOptions, streaming: bool = False, run_label: str = "") -> ProcessingConfig:
+    """Sinks, keystore, tenants, restrictions, flows and PII settings from flags (errors name the flag).
+
+    Records the run's sink roots in the control plane (``run_label`` names the run) before anything
+    is written, so data-subject requests reach every copy.
+    """
+    from ccpipe.controlplane import dsar, sink_roots, tenants_repo
+    from ccpipe.controlplane.db import ControlPlaneError, default_url, open_control_plane
     from ccpipe.tenants import load_tenants
 
     if not options.output:
@@ -186,13 +259,35 @@ def common_from_options(options: BatchOptions, streaming: bool = False) -> Proce
     output = options.output if "://" in options.output else os.path.abspath(options.output)
     # The control plane is always consulted for restrictions: a subject who restricted processing
     # must be dead-lettered whichever tenants file a run is given.
-    prepare_sqlite_url(options.control_plane)  # $CCPIPE_HOME 0700, control.db 0600
+    try:
+        prepare_sqlite_url(options.control_plane)  # $CCPIPE_HOME 0700, control.db 0600
+    except OSError as err:  # a folder on the path is a file, or cannot be created
+        why = (f"{err.filename} is not a folder" if isinstance(err, (FileExistsError, NotADirectoryError))
+               else f"{err.strerror or err}{f': {err.filename}' if err.filename else ''}")
+        raise ControlPlaneError(f"cannot open the control plane at {options.control_plane or default_url()}: {why}") \
+            from None
     cp = open_control_plane(options.control_plane)
     try:
         tenants = load_tenants(options.tenants) if options.tenants else tenants_repo.load(cp)
         if not tenants:
             raise ConfigError("no tenants: pass --tenants FILE or import them with 'ccpipe tenants import'")
-        restricted = dsar.restricted_pseudonyms(cp)
+        store = _open_keystore(keystore)
+        try:
+            restricted = dsar.restricted_pseudonyms(cp, store)
+        finally:
+            if store is not None:
+                store.close()
+        flow_sinks = []
+        for item in options.subprocessor_sink:
+            name, sep, root = item.partition("=")
+            if not sep or not root:
+                raise ConfigError(f"--subprocessor_sink {item!r} must be NAME=URI")
+            flow_sinks.append((name, root if "://" in root else os.path.abspath(root)))
+        monitoring = options.us_monitoring_sink
+        flows = FlowConfig(tuple(flow_sinks), monitoring if "://" in monitoring or not monitoring
+                           else os.path.abspath(monitoring))
+        roots = {output, *(r for _, r in overrides)}
+        sink_roots.record(cp, roots, run_label or ("stream" if streaming else "batch"))
     finally:
         cp.close()
     pii = PiiConfig.from_yaml(options.pii_config, model=options.model) if options.pii_config else PiiConfig(
@@ -200,20 +295,36 @@ def common_from_options(options: BatchOptions, streaming: bool = False) -> Proce
     )
     sinks = SinkConfig(default_root=output, region_roots=tuple(overrides), regions=regions, shards=options.shards,
                        streaming=streaming)
-    return ProcessingConfig(tuple(tenants.values()), sinks, keystore, pii, ParseConfig(), restricted)
+    return ProcessingConfig(tuple(tenants.values()), sinks, keystore, pii, ParseConfig(), restricted, flows,
+                            options.control_plane or "")
+
+
+def _open_keystore(keystore: KeystoreConfig):
+    """The keystore to re-pseudonymize restricted subjects under every usable key version.
+
+    None when it does not exist yet (a first run: the stored pseudonyms are then all there is).
+    """
+    if not os.path.exists(keystore.path):
+        return None
+    try:
+        return SqliteKeyStore(keystore)
+    except Exception:  # noqa: BLE001 - an unusable keystore is reported, clearly, where keys are prepared
+        return None
 
 
 def config_from_options(options: BatchOptions) -> BatchConfig:
     """Turn parsed flags into a validated BatchConfig (errors name the flag)."""
     if not options.input:
         raise ConfigError("--input is required (a file or glob, repeatable)")
-    common = common_from_options(options)
+    run_id = options.run_id or new_run_id()
+    common = common_from_options(options, run_label=run_id)
     return BatchConfig(
         inputs=tuple(options.input),
         tenants=common.tenants,
         restricted=common.restricted,
+        flows=common.flows,
         sinks=common.sinks,
         keystore=common.keystore,
-        run_id=options.run_id or new_run_id(),
+        run_id=run_id,
         pii=common.pii,
     )

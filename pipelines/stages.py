@@ -11,6 +11,7 @@ from typing import NamedTuple
 import apache_beam as beam
 from apache_beam.pvalue import PCollection
 
+from ccpipe.flows import FlowConfig
 from ccpipe.keystore import KeystoreConfig
 from ccpipe.pii.engine import PiiConfig
 from ccpipe.types import RawInput, Tenant
@@ -31,6 +32,8 @@ class ProcessingConfig:
     pii: PiiConfig
     parse: ParseConfig
     restricted: frozenset[tuple[str, str]] = frozenset()
+    flows: FlowConfig = FlowConfig()
+    control_plane: str = ""
 
 
 class Processed(NamedTuple):

@@ -123,3 +123,47 @@ def test_opt_in_changes_are_audited_with_who(tmp_path):
                        ("adm@t-1", "subprocessor_opt_out", "transcription", "annex withdrawn")]
     with pytest.raises(ConfigError, match="unknown sub-processor"):
         tenants_repo.set_subprocessor(cp, admin, "t-1", "speech_ai", True, "x")
+
+
+def test_batch_run_writes_the_flows_and_lists_them_in_the_manifest(corpus, tmp_path, master_key_env):
+    import json
+    from dataclasses import replace
+
+    from conftest import make_config, read_truth
+
+    from ccpipe.tenants import load_tenants
+    from pipelines.batch import pipeline_options, run
+
+    roots = {n: tmp_path / n for n in ("transcription", "recording_archive", "email_service", "monitoring")}
+    config = replace(make_config(corpus, tmp_path / "out", tmp_path / "home", "flows"),
+                     flows=FlowConfig(tuple((n, str(roots[n])) for n in ("transcription", "recording_archive",
+                                                                          "email_service")),
+                                      str(roots["monitoring"])))
+    manifest = run(config, pipeline_options("FnApiRunner", 1))
+    assert manifest["reconciled"]
+    tenants = load_tenants(corpus / "tenants.yaml")
+    opted = {n: {t for t, ten in tenants.items() if dict(ten.subprocessors).get(n)} for n in
+             ("transcription", "recording_archive", "email_service")}
+    flows = {f["flow"]: f for f in manifest["flows"]}
+    assert set(flows) <= {"transcription", "recording_archive", "email_service", "us_monitoring"}
+    assert flows["recording_archive"]["rows"] > 0 and flows["us_monitoring"]["rows"] > 0
+    planted = {t["value"] for t in read_truth(corpus) if len(t["value"]) >= 6}
+    for name, root in roots.items():
+        flow = "us_monitoring" if name == "monitoring" else name
+        rows = []
+        for path in root.rglob("*.parquet"):
+            region = dict(p.split("=", 1) for p in path.relative_to(root).parts[:3])["region"]
+            for row in pq.read_table(path).to_pylist():
+                rows.append(row)
+                # Only the e-mail service and US monitoring leave the tenant's region, by design.
+                home = tenants[row["tenant_id"]].region
+                assert region == ("us" if flow in ("email_service", "us_monitoring") else home)
+                text = json.dumps(row, default=lambda b: b.hex())
+                assert not any(v in text for v in planted), name
+        if flow != "us_monitoring":
+            assert {r["tenant_id"] for r in rows} <= opted[flow]  # none for a tenant that did not opt in
+        if flow in flows:
+            assert flows[flow]["rows"] == len(rows) and flows[flow]["rule"]
+    assert not opted["email_service"] and "email_service" not in flows  # no fixture tenant opted in: no rows
+    assert flows["us_monitoring"]["crosses_region"] and not flows["recording_archive"]["crosses_region"]
+    assert sorted(flows["recording_archive"]["tenants_opted_in"]) == sorted(opted["recording_archive"])

@@ -7,6 +7,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import PCollection
 
 from ccpipe.manifest import build_manifest, dumps
+from transforms.write import write_atomically
 
 
 def manifest_path(root: str, run_id: str) -> str:
@@ -43,8 +44,7 @@ class _CollectFn(beam.CombineFn):
 def _write(acc: dict[str, Any], root: str, run_id: str, extra: dict[str, Any]) -> str:
     manifest = build_manifest(run_id, acc["read"].items(), acc["blank"].items(), acc["results"], extra)
     path = manifest_path(root, run_id)
-    with FileSystems.create(path) as handle:
-        handle.write(dumps(manifest).encode())
+    write_atomically(path, dumps(manifest).encode())  # never a partial manifest under its name
     return path
 
 

@@ -8,7 +8,9 @@ Long-running (streaming) workers look the key's row up for every record, so a ro
 made with ``ccpipe keys`` (or by retention) applies from the next record on; unwrapped material is
 cached for at most ``ccpipe.keystore.KEY_CACHE_TTL_SECONDS`` (30 s), which bounds how long a KEK
 destroyed directly in the key manager can still be used. A key manager that cannot be reached
-(``KmsError``) fails the bundle, which the runner retries: nothing is written meanwhile.
+(``KmsError``) fails the bundle, which runners that retry bundles (Dataflow, Flink) retry; the local
+FnApiRunner fails the run (``ccpipe batch`` exits 2 with one line naming the error). Either way nothing
+is written meanwhile (tests/test_faults.py).
 """
 
 from typing import NamedTuple

@@ -6,8 +6,9 @@ so all rows of a record land in one file. Each group becomes one file::
     <root>/region=<code>/dataset=<name>/dt=<YYYY-MM-DD>/part-<shard>-<digest>.parquet
 
 ``digest`` is a hash of the group's sorted row keys: re-running the same input writes the same
-file names again (replacing them) instead of adding duplicates. Files are written under a
-temporary name and renamed, so readers never see a partial file.
+file names again (replacing them) instead of adding duplicates. Files are written under a hidden
+temporary name that no reader takes for a part file (``.tmp-<uuid>.inprogress``) and renamed, so
+readers never see a partial file.
 """
 
 import hashlib
@@ -18,6 +19,7 @@ import uuid
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import PCollection
@@ -28,7 +30,9 @@ from ccpipe.types import DATASET_DEADLETTER, DATASET_USAGE, OutputRow, WriteResu
 from transforms.route import SinkConfig
 
 _LOG = logging.getLogger(__name__)
-DERIVED_DATASETS = frozenset({DATASET_USAGE, DATASET_DEADLETTER})
+# Derived rows: counted as rows, never as records (reconciliation counts the primary datasets).
+DERIVED_DATASETS = frozenset({DATASET_USAGE, DATASET_DEADLETTER, "handoff_transcription", "handoff_recording_archive",
+                              "handoff_email_service", "us_monitoring"})
 
 
 def partition_dir(root: str, region: str, dataset: str, dt: str) -> str:
@@ -42,6 +46,35 @@ def _shard_of(record_id: str, shards: int) -> int:
 
 def _row_key(dataset: str, values: dict) -> tuple:
     return tuple(str(values.get(k)) for k in ROW_KEY[dataset])
+
+
+def write_atomically(final: str, data: bytes) -> None:
+    """Write ``data`` to ``final`` through a temporary file and a rename: never a partial file under its name.
+
+    The temporary name (``.tmp-<uuid>.inprogress``) is hidden and does not end in ``.parquet``, so no
+    reader takes it for a part file: not ``read_parquet('**/*.parquet')`` (DuckDB matches hidden files),
+    not pyarrow datasets or Spark (they skip ``.``-prefixed names), not the streaming writer's look-up of
+    what a partition holds (``part-*.parquet``). A failed write (ENOSPC, ...) deletes its temporary file
+    and raises; a killed worker may leave one behind, hidden (the next run writes the final file anew).
+    """
+    temp = FileSystems.join(FileSystems.split(final)[0], f".tmp-{uuid.uuid4().hex}.inprogress")
+    try:
+        with FileSystems.create(temp, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            handle.write(data)
+        try:
+            FileSystems.rename([temp], [final])  # replaces an existing file atomically (POSIX rename, object stores)
+        except Exception:  # noqa: BLE001 - file systems whose rename refuses an existing destination (HDFS)
+            if not FileSystems.exists(final):
+                raise
+            FileSystems.delete([final])
+            FileSystems.rename([temp], [final])
+    except BaseException:
+        try:
+            if FileSystems.exists(temp):
+                FileSystems.delete([temp])
+        except Exception:  # noqa: BLE001 - keep the original error; the hidden file is harmless
+            _LOG.warning("could not delete the temporary file %s", temp)
+        raise
 
 
 class _WriteParquetFn(beam.DoFn):
@@ -97,12 +130,7 @@ class _WriteParquetFn(beam.DoFn):
         if self._sinks.streaming and isinstance(window, beam.window.IntervalWindow):
             name = f"part-{shard:05d}-w{int(window.end.micros // 1000)}-{digest}.parquet"
         final = FileSystems.join(folder, name)
-        temp = FileSystems.join(folder, f".tmp-{uuid.uuid4().hex}.parquet")
-        with FileSystems.create(temp) as handle:
-            handle.write(buffer.getvalue())
-        if FileSystems.exists(final):
-            FileSystems.delete([final])
-        FileSystems.rename([temp], [final])
+        write_atomically(final, buffer.getvalue())
         if self._sinks.streaming and dataset != DATASET_USAGE:
             # This worker knows what it just wrote: record it instead of reading the file back later.
             known_keys, seen = self._known.setdefault(folder, (set(), set()))
@@ -120,7 +148,7 @@ class _WriteParquetFn(beam.DoFn):
             for v in values:
                 reasons[v["reason"]] = reasons.get(v["reason"], 0) + 1
                 keys_used.add(v["key_id"])
-        elif dataset != DATASET_USAGE:
+        elif dataset not in DERIVED_DATASETS:
             keys_used.update(f"{v['tenant_id']}/content/v{v['key_version']}" for v in values)
         records = 0 if dataset in DERIVED_DATASETS else len({(v["tenant_id"], v["record_id"]) for v in values})
         yield WriteResult(

@@ -355,7 +355,7 @@ def _rectify(keys: SqliteKeyStore, tenant: Any, file: store.PartitionFile, recor
             )
         changed += 1
     if changed:
-        temp = file.path.with_name(f".tmp-{uuid.uuid4().hex}.parquet")
+        temp = file.path.with_name(f".tmp-{uuid.uuid4().hex}.inprogress")
         pq.write_table(pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMAS[file.dataset]), temp, compression="zstd")
         os.replace(temp, file.path)
     return changed
