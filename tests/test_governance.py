@@ -573,3 +573,13 @@ def test_operator_cannot_bypass_decrypt_through_a_data_subject_request(env, corp
     assert outcomes == [("dsar_identity", "refused"), ("decrypt", "refused")]
     access.add_grant(cp, admin_of(tenant), tenant, OPS.name, 1, "DSAR 77")
     assert dsar.execute(cp, keystore, out, OPS, request_id, out=str(out / "ok.json"))["rows"] > 0
+
+
+def test_a_legal_authority_cannot_be_claimed_for_an_ordinary_request(env, corpus):
+    cp, keystore, out, tenants = env
+    tenant, kind, value = _subject(out, corpus)
+    request_id = dsar.open_request(cp, keystore, OPS, tenant, "export", kind, value)
+    dsar.confirm_identity(cp, admin_of(tenant), request_id, "PIN")
+    with pytest.raises(access.AccessDeniedError, match="not opened on a legal authority"):
+        dsar.execute(cp, keystore, out, OPS, request_id, out=str(out / "x.bin"), passphrase="p" * 20,
+                     authority="made up")

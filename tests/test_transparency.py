@@ -107,7 +107,7 @@ def test_disclosure_goes_through_the_export_path(env, corpus, tmp_path):
     content = json.loads(
         dsar.open_bundle(bundle.read_bytes(), "passphrase for the agency", f"ccpipe-export/v1|{export_id}".encode())
     )
-    assert any(r.get("calling_number") == phone for r in content["rows"])
+    assert any(r.get("calling_number") == phone for c in content["data_held"] for r in c["records"])
     with pytest.raises(LedgerRuleError, match="states the scope"):
         ledger.decide(cp, OPS, rid, "narrowed", disclosure_request_ids=[export_id])
     ledger.decide(

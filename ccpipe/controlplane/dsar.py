@@ -136,6 +136,29 @@ def open_request(
     return request_id
 
 
+def open_authorized(
+    cp: ControlPlane, keys: SqliteKeyStore, actor: audit.Actor, tenant_id: str, kind: str, subject_kind: str,
+    subject_value: str, basis: str,
+) -> str:
+    """A request served on a recorded legal authority (a government disclosure).
+
+    It stands on that basis instead of a subject's identity check, recorded (and audited) as its
+    identity record. Only the transparency ledger calls this, after it has checked the authority.
+    """
+    if not basis.strip():
+        raise ConfigError("an authorized request needs its legal basis")
+    request_id = open_request(cp, keys, actor, tenant_id, kind, subject_kind, subject_value)
+    with cp.transaction():
+        cp.execute(
+            "UPDATE dsar_requests SET status = 'identity_confirmed', identity_method = ?, identity_confirmed_by = ?, "
+            "identity_confirmed_at = ? WHERE request_id = ?",
+            (basis, "legal-authority", _now().isoformat(), request_id),
+        )
+        audit.append(cp, actor, "dsar_identity", tenant_id=tenant_id, target=request_id, reason=basis,
+                     details={"basis": "recorded legal authority"})
+    return request_id
+
+
 def get(cp: ControlPlane, request_id: str) -> Request:
     """A request; NotFoundError when unknown."""
     row = cp.one(
@@ -364,8 +387,13 @@ def _rectify(keys: SqliteKeyStore, tenant: Any, file: store.PartitionFile, recor
 def execute(
     cp: ControlPlane, keys: SqliteKeyStore, root: str | Path, actor: audit.Actor, request_id: str,
     out: str | None = None, passphrase: str | None = None, changes: dict[str, str] | None = None,
+    authority: str | None = None,
 ) -> dict[str, Any]:
-    """Serve a request whose identity is confirmed; returns what was done (counts, paths)."""
+    """Serve a request whose identity is confirmed; returns what was done (counts, paths).
+
+    ``authority``: the recorded legal authority a government disclosure is served on (transparency
+    ledger); it stands in for the tenant admin's grant, which such a disclosure cannot wait for.
+    """
     request = get(cp, request_id)
     require_tenant_admin_or_operator(cp, actor, request.tenant_id, f"dsar_{request.kind}")
     if request.status == "completed":
@@ -386,7 +414,13 @@ def execute(
                               "sink_roots": [str(r) for r in roots]}
     if unreachable:
         result["sink_roots_not_reachable"] = unreachable
-    if actor.role == "operator" and request.kind in ("access", "export", "deletion", "rectification"):
+    if authority:
+        # Only a request opened on a recorded legal authority (open_authorized) may be served on one.
+        confirmed_by = cp.one("SELECT identity_confirmed_by FROM dsar_requests WHERE request_id = ?", (request_id,))[0]
+        if confirmed_by != "legal-authority":
+            raise AccessDeniedError(f"request {request_id} was not opened on a legal authority")
+        result["legal_authority"] = authority
+    elif actor.role == "operator" and request.kind in ("access", "export", "deletion", "rectification"):
         # Serving a request reads or changes customer content: operators need the tenant admin's grant,
         # exactly as for 'decrypt' (refusals audited there).
         authorize_decrypt(cp, actor, tenant.tenant_id, f"dsar {request.kind} {request_id}")

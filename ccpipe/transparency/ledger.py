@@ -378,7 +378,7 @@ def disclose(
     _require_authority(request)
     if tenant_id not in request.tenant_ids:
         raise LedgerRuleError(f"tenant {tenant_id} is outside request {request_id}")
-    export_id = dsar.open_request(cp, keys, actor, tenant_id, "export", subject_kind, subject_value)
-    dsar.confirm_identity(cp, actor, export_id, f"legal authority of government request {request_id}")
-    dsar.execute(cp, keys, root, actor, export_id, out=out, passphrase=passphrase)
+    basis = f"legal authority of government request {request_id}" + (" (emergency)" if request.emergency else "")
+    export_id = dsar.open_authorized(cp, keys, actor, tenant_id, "export", subject_kind, subject_value, basis)
+    dsar.execute(cp, keys, root, actor, export_id, out=out, passphrase=passphrase, authority=basis)
     return export_id
