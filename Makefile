@@ -11,7 +11,7 @@ PRISM := .cache/bin/prism
 BEAM_VERSION := 2.77.0
 KAFKA_JARS := .cache/kafka/libs/.fetched
 
-.PHONY: demo test lint install clean bench bench-stream prism kafka-jars fuzz
+.PHONY: demo test lint install clean bench bench-stream prism kafka-jars fuzz soak
 
 $(BIN)/.installed: pyproject.toml requirements-model.txt
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,10 @@ fuzz: install
 
 bench: install
 	$(BIN)/python -m bench.pii
+
+# Streaming at 200 msgs/s for 10 minutes with a broker outage and a job restart (not in make test).
+soak: install $(PRISM) $(KAFKA_JARS)
+	$(BIN)/python -m bench.soak
 
 bench-stream: install $(PRISM) $(KAFKA_JARS)
 	$(BIN)/python -m bench.stream

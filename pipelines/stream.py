@@ -28,6 +28,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from ccpipe.errors import ConfigError
 from ccpipe.types import RawInput
 from pipelines.stages import ProcessingConfig, ProcessRecords
+from transforms.handoff import HandOffFlows
 from transforms.kafka_io import CommitKafkaOffsets, KafkaConfig, ReadFromKafkaTopic, redact_url
 from transforms.read import is_blank
 from transforms.route import RouteToRegion
@@ -37,6 +38,8 @@ from transforms.write import WriteRegionalParquet
 _LOG = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PRISM = ROOT / ".cache" / "bin" / "prism"
+# Prism experiment: never split a running bundle (see stream_options).
+PRISM_NO_SPLIT = "prism_disable_sdf_split"
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,13 @@ def build(pipeline: beam.Pipeline, config: StreamConfig) -> None:
         | "WriteRegionalParquet" >> WriteRegionalParquet(processing.sinks)
     )
     _ = usage | "RouteUsage" >> RouteToRegion(processing.sinks) | "WriteUsage" >> WriteRegionalParquet(processing.sinks)
+    if processing.flows.enabled:
+        # Permitted flows, per window like the regional rows; opt-ins re-read from the control plane
+        # (an opt-out stops new hand-offs within OPT_IN_TTL_SECONDS). Offsets are committed on the
+        # regional writes: a job killed after a commit but before that window's hand-off write
+        # leaves those hand-offs unwritten (the records themselves are written).
+        _ = processed.rows | "HandOffFlows" >> HandOffFlows(processing.flows, processing.tenants, streaming=True,
+                                                              control_plane=processing.control_plane)
     if kafka is not None:
         blank_sources = split[1] | "BlankSources" >> beam.Map(lambda raw: raw.source)
         _ = (results, blank_sources) | "Handled" >> beam.Flatten() | "CommitKafkaOffsets" >> CommitKafkaOffsets(kafka)
@@ -121,6 +131,11 @@ def stream_options(runner: str, prism_location: str | None, extra_flags: list[st
         if not Path(location).exists():
             raise ConfigError(f"Prism binary {location!r} not found: run 'make prism' (builds it from the Go module)")
         flags += [f"--prism_location={location}", "--environment_type=LOOPBACK"]
+        # Prism (2.77) splits a bundle that makes no progress and hands the rest of its elements to a
+        # new bundle while the first still runs. For a stateful stage that is two bundles of one key at
+        # once: CommitKafkaOffsets' per-partition state (offsets handled) lost an update and the
+        # committed offset stopped short for good (seen when a broker outage made a bundle wait).
+        flags += [f"--experiments={PRISM_NO_SPLIT}"]
     return PipelineOptions(flags)
 
 

@@ -3,6 +3,10 @@
 Every produced record must appear exactly once in the regional sinks (datasets or dead letters),
 also across a SIGKILL of the job and a broker outage; consumer-group offsets end at the number of
 records produced.
+
+The tests wait on conditions, never on fixed sleeps, each with a generous bound for a loaded 2-core
+machine (the bounds below): the job commits an offset about ``COMMIT_RETRY_SECONDS`` (2 s) after the
+record and all before it are written while the broker answers; ``COMMIT_BOUND`` allows far more.
 """
 
 from __future__ import annotations
@@ -26,6 +30,11 @@ from fixtures.replay import replay
 
 ROOT = Path(__file__).resolve().parents[1]
 PRISM = ROOT / ".cache" / "bin" / "prism"
+# Bounds (seconds) for the conditions the tests wait on: generous, for a busy machine.
+SINK_BOUND = 240  # every produced record in the sinks, from the moment the last one is produced
+COMMIT_BOUND = 90  # offsets committed up to the last record, from the moment it is in the sinks
+NOTICE_BOUND = 60  # the job reports that the broker is gone, from the moment it is stopped
+OUTAGE_SECONDS = 10  # the shortest broker outage the outage test injects (a fault parameter, not a wait)
 
 
 @pytest.fixture(scope="module")
@@ -57,15 +66,49 @@ def sink_counts(out: Path) -> Counter:
     return seen
 
 
+def in_sinks(ids, out: Path) -> bool:
+    """Every id of ``ids`` is in the sinks (at least once)."""
+    return set(ids) <= set(sink_counts(out))
+
+
 def committed(bootstrap: str, topic: str, group: str) -> int:
-    from confluent_kafka import Consumer, TopicPartition
+    """The group's committed offsets summed over the topic's two partitions; -1 while unknown.
+
+    Unknown: the broker (just restarted) cannot answer yet, e.g. its group coordinator is loading.
+    """
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
     try:
         parts = consumer.committed([TopicPartition(topic, p) for p in (0, 1)], timeout=10)
         return sum(max(tp.offset, 0) for tp in parts)
+    except KafkaException:
+        return -1
     finally:
         consumer.close()
+
+
+def produced(bootstrap: str, topic: str) -> int:
+    """How many messages the topic's two partitions hold (high watermarks); -1 while unknown."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "ccpipe-test-watermarks"})
+    try:
+        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in (0, 1))
+    except KafkaException:
+        return -1
+    finally:
+        consumer.close()
+
+
+def wait_committed(bootstrap: str, topic: str, group: str, expected: int, job: StreamJob) -> float:
+    """Seconds until the group's offsets reach ``expected`` (at most COMMIT_BOUND), else AssertionError."""
+    start = time.monotonic()
+    assert wait_for(lambda: committed(bootstrap, topic, group) == expected, COMMIT_BOUND, job), (
+        f"offsets {committed(bootstrap, topic, group)} != {expected} records {COMMIT_BOUND} s after the "
+        f"last one reached the sinks; see {job.log.name}"
+    )
+    return time.monotonic() - start
 
 
 class StreamJob:
@@ -98,24 +141,41 @@ class StreamJob:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def log_size(self) -> int:
+        self.log.flush()
+        return os.path.getsize(self.log.name)
+
+    def log_since(self, offset: int) -> str:
+        with open(self.log.name, "rb") as fh:
+            fh.seek(offset)
+            return fh.read().decode(errors="replace")
+
     def kill(self) -> None:
         try:
             os.killpg(self.process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         self.process.wait(timeout=30)
-        self.log.close()
+        if not self.log.closed:
+            self.log.close()
 
 
-def wait_for(predicate, timeout: float, job: StreamJob | None = None) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+def wait_for(predicate, timeout: float, job: StreamJob | None = None, poll: float = 1.0) -> bool:
+    """True as soon as ``predicate()`` is (checked every ``poll`` s), False after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         if predicate():
             return True
         if job is not None and not job.alive():
             raise AssertionError(f"the streaming job died; see {job.log.name}")
-        time.sleep(1)
+        time.sleep(poll)
     return predicate()
+
+
+def broker_gone_noticed(job: StreamJob, since: int) -> bool:
+    """The job's Kafka clients have reported the stopped broker (refused connections) in its log."""
+    text = job.log_since(since)
+    return "Connection refused" in text or "Disconnected" in text
 
 
 @pytest.fixture(autouse=True)
@@ -139,8 +199,8 @@ def test_every_record_exactly_once(kafka_broker, stream_corpus, tmp_path):
     job = StreamJob(stream_corpus, out, tmp_path / "home", f"kafka://{kafka_broker.bootstrap}/{topic}?group={group}")
     try:
         ids = produced_ids(stream_corpus, with_bad=False)
-        assert wait_for(lambda: set(ids) <= set(sink_counts(out)), 240, job), "not every record reached the sinks"
-        assert wait_for(lambda: committed(kafka_broker.bootstrap, topic, group) == len(lines), 60, job)
+        assert wait_for(lambda: in_sinks(ids, out), SINK_BOUND, job), "not every record reached the sinks"
+        wait_committed(kafka_broker.bootstrap, topic, group, len(lines), job)
     finally:
         job.kill()
     seen = sink_counts(out)
@@ -170,8 +230,8 @@ def test_sigkill_and_restart_lose_nothing_and_duplicate_nothing(kafka_broker, st
     assert replay(lines[half:], kafka_broker.bootstrap, topic, rate=200) == len(lines) - half
     second = StreamJob(stream_corpus, out, home, source)
     try:
-        assert wait_for(lambda: set(ids) <= set(sink_counts(out)), 240, second), "records were lost across the SIGKILL"
-        assert wait_for(lambda: committed(kafka_broker.bootstrap, topic, group) == len(lines), 60, second)
+        assert wait_for(lambda: in_sinks(ids, out), SINK_BOUND, second), "records were lost across the SIGKILL"
+        wait_committed(kafka_broker.bootstrap, topic, group, len(lines), second)
     finally:
         second.kill()
     seen = sink_counts(out)
@@ -179,22 +239,35 @@ def test_sigkill_and_restart_lose_nothing_and_duplicate_nothing(kafka_broker, st
 
 
 def test_broker_outage_the_job_waits_and_resumes(kafka_broker, stream_corpus, tmp_path):
+    """The broker stops as soon as the first records are written, so commits are in flight.
+
+    Before the fix, the commit stage waited for the broker inside its bundle; Prism split that slow
+    bundle and ran the rest of a partition's offsets in a second bundle at once, one update of the
+    partition's state was lost, and the committed offset stopped short for good.
+    """
     topic, group = "cc-outage", "ccpipe-outage"
     lines = read_lines([str(stream_corpus / "input" / "*")])
     ids = produced_ids(stream_corpus, with_bad=False)
     half = len(lines) // 2
+    first_ids = {json.loads(line)["record_id"] for line in lines[:half]}
     assert replay(lines[:half], kafka_broker.bootstrap, topic, rate=400) == half
     out = tmp_path / "out"
     job = StreamJob(stream_corpus, out, tmp_path / "home", f"kafka://{kafka_broker.bootstrap}/{topic}?group={group}")
     try:
-        assert wait_for(lambda: len(sink_counts(out)) >= half // 2, 180, job)
+        # The first half is on the topic before the job starts: its first write means it has read it all.
+        assert wait_for(lambda: len(sink_counts(out)) >= 1, 180, job, poll=0.05), "the job wrote nothing"
+        since = job.log_size()
         kafka_broker.stop()
-        time.sleep(8)
-        assert job.process.poll() is None, "the job must survive the outage"
+        down = time.monotonic()
+        assert wait_for(lambda: broker_gone_noticed(job, since), NOTICE_BOUND, job), "the job never saw the outage"
+        # The rest of the first half is written during the outage, so its commits fall due then.
+        assert wait_for(lambda: in_sinks(first_ids, out), SINK_BOUND, job), "records read before the outage lost"
+        assert wait_for(lambda: time.monotonic() - down >= OUTAGE_SECONDS, OUTAGE_SECONDS + 1, job)
+        assert job.alive(), "the job must survive the outage"
         kafka_broker.start()
         assert replay(lines[half:], kafka_broker.bootstrap, topic, rate=400) == len(lines) - half
-        assert wait_for(lambda: set(ids) <= set(sink_counts(out)), 240, job), "records were lost across the outage"
-        assert wait_for(lambda: committed(kafka_broker.bootstrap, topic, group) == len(lines), 60, job)
+        assert wait_for(lambda: in_sinks(ids, out), SINK_BOUND, job), "records were lost across the outage"
+        wait_committed(kafka_broker.bootstrap, topic, group, len(lines), job)
     finally:
         job.kill()
     seen = sink_counts(out)
@@ -210,11 +283,11 @@ def test_watched_folder(stream_corpus, tmp_path):
         calls = (stream_corpus / "input" / "calls.jsonl").read_bytes()
         (landing / "calls.jsonl").write_bytes(calls)
         call_ids = [json.loads(line)["record_id"] for line in calls.splitlines()]
-        assert wait_for(lambda: set(call_ids) <= set(sink_counts(out)), 180, job)
+        assert wait_for(lambda: set(call_ids) <= set(sink_counts(out)), SINK_BOUND, job)
         chats = (stream_corpus / "input" / "chats.jsonl").read_bytes()
         (landing / "chats.jsonl").write_bytes(chats)
         chat_ids = [json.loads(line)["record_id"] for line in chats.splitlines()]
-        assert wait_for(lambda: set(chat_ids) <= set(sink_counts(out)), 180, job)
+        assert wait_for(lambda: set(chat_ids) <= set(sink_counts(out)), SINK_BOUND, job)
     finally:
         job.kill()
     seen = sink_counts(out)

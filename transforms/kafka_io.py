@@ -5,7 +5,10 @@ confluent-kafka consumer that is *assigned* the topic's partitions (no group mem
 at the consumer group's committed offsets. It never commits itself: ``CommitKafkaOffsets`` commits
 an offset only when every record before it has been written to a sink or dead-lettered, so a job
 killed at any moment loses nothing; records after the last commit are read again on restart and
-the sinks drop them by record id (at-least-once delivery, exactly-once in the sinks).
+the sinks drop them by record id (at-least-once delivery, exactly-once in the sinks). The commit
+itself runs on a background thread (``_OffsetCommitter``) that retries every ``COMMIT_RETRY_SECONDS``
+until the broker takes it: after an outage, offsets catch up within that long of the broker
+answering again, with or without new records.
 
 Each record's coordinates travel in its ``source``: ``kafka:<topic>:<partition>:<offset>``.
 
@@ -25,8 +28,10 @@ checks at start that the broker answers with these settings (``connect_timeout``
 import logging
 import os
 import stat
+import threading
 import time
 import urllib.parse
+import uuid
 from dataclasses import dataclass
 
 import apache_beam as beam
@@ -542,12 +547,13 @@ class ReadFromKafkaTopic(beam.PTransform[beam.pvalue.PBegin, PCollection[RawInpu
         )
 
 
-def _retrying(call, what: str, seconds: float = 300.0, refused=None):
+def _retrying(call, what: str, seconds: float | None = None, refused=None):
     """Call until it succeeds: a broker outage makes the committer wait, never skip a commit.
 
+    ``seconds``: give up (raise) after that long; None: retry for as long as the outage lasts.
     ``refused``: called after a failure; raises (KafkaSecurityError) when retrying cannot help.
     """
-    deadline = time.monotonic() + seconds
+    deadline = None if seconds is None else time.monotonic() + seconds
     delay = 0.5
     while True:
         try:
@@ -555,35 +561,160 @@ def _retrying(call, what: str, seconds: float = 300.0, refused=None):
         except Exception as err:  # noqa: BLE001 - KafkaException of any transient kind
             if refused is not None:
                 refused()
-            if time.monotonic() > deadline:
+            if deadline is not None and time.monotonic() > deadline:
                 raise
             _LOG.warning("Kafka: cannot %s (%s); retrying in %.1f s", what, err, delay)
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
 
 
+# How long the committer waits between two attempts at a commit the broker did not take: once the
+# broker answers again, offsets are committed within this long (plus one commit round trip).
+COMMIT_RETRY_SECONDS = 2.0
+
+
+class _OffsetCommitter:
+    """Commits the latest safe offset of each partition from a background thread.
+
+    ``_CommitContiguousFn`` only computes the offsets (Beam state) and hands them over: its bundles
+    never wait on the broker, and whatever could not be committed (the broker is down) is retried
+    every ``COMMIT_RETRY_SECONDS`` until it is, whether or not new records arrive. Offsets only
+    grow: a lower target never replaces a higher one. One committer per pipeline and process,
+    shared by every instance of the DoFn (``acquire`` / ``release``).
+    """
+
+    _shared: dict = {}
+    _shared_lock = threading.Lock()
+
+    def __init__(self, config: KafkaConfig) -> None:
+        self._config = config
+        self._errors = ClientErrors(config)
+        self._consumer = _consumer(config, self._errors)
+        self._cond = threading.Condition()
+        self._target: dict[int, int] = {}
+        self._committed: dict[int, int] = {}
+        self._failure: BaseException | None = None
+        self._closing = False
+        self._users = 0
+        self._thread = threading.Thread(target=self._run, name="ccpipe-kafka-committer", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def acquire(cls, key: str, config: KafkaConfig) -> "_OffsetCommitter":
+        with cls._shared_lock:
+            committer = cls._shared.get(key)
+            if committer is None:
+                committer = cls._shared[key] = cls(config)
+            committer._users += 1
+            return committer
+
+    def release(self, key: str, flush_seconds: float = 10.0) -> None:
+        with self._shared_lock:
+            self._users -= 1
+            if self._users > 0:
+                return
+            self._shared.pop(key, None)
+        self.flush(flush_seconds)
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join(timeout=flush_seconds)
+        if not self._thread.is_alive():
+            self._consumer.close()
+
+    def submit(self, partition: int, offset: int) -> None:
+        """Commit ``offset`` (and nothing lower) for ``partition`` as soon as the broker takes it."""
+        with self._cond:
+            if self._failure is not None:
+                raise self._failure
+            if offset > max(self._target.get(partition, -1), self._committed.get(partition, -1)):
+                self._target[partition] = offset
+                self._cond.notify_all()
+
+    def flush(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for every submitted offset to be committed."""
+        deadline = time.monotonic() + seconds
+        with self._cond:
+            while self._target and self._failure is None and not self._closing:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            return not self._target
+
+    def _run(self) -> None:
+        from confluent_kafka import TopicPartition
+
+        delay = 0.0
+        while True:
+            with self._cond:
+                retry_at = time.monotonic() + delay
+                while delay and not self._closing and time.monotonic() < retry_at:
+                    self._cond.wait(retry_at - time.monotonic())
+                while not self._target and not self._closing:
+                    self._cond.wait()
+                if self._closing:
+                    return
+                batch = dict(self._target)
+            offsets = [TopicPartition(self._config.topic, p, o) for p, o in sorted(batch.items())]
+            try:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
+            except Exception as err:  # noqa: BLE001 - KafkaException: the broker is down or moving
+                try:
+                    self._consumer.poll(0)  # serves error_cb (assigned nothing: no records)
+                    self._errors.raise_if_refused()
+                except KafkaSecurityError as refused:
+                    with self._cond:
+                        self._failure = refused
+                        self._cond.notify_all()
+                    return
+                _LOG.warning("Kafka: cannot commit offsets (%s); retrying in %.1f s", err, COMMIT_RETRY_SECONDS)
+                delay = COMMIT_RETRY_SECONDS
+                continue
+            delay = 0.0
+            with self._cond:
+                for p, o in batch.items():
+                    self._committed[p] = max(o, self._committed.get(p, -1))
+                    if self._target.get(p, -1) <= o:
+                        self._target.pop(p, None)
+                self._cond.notify_all()
+
+
 class _CommitContiguousFn(beam.DoFn):
-    """Per partition: commit the offset below which every record has been handled."""
+    """Per partition: the offset below which every record has been handled, for the committer.
+
+    The commit itself happens in ``_OffsetCommitter`` (background, retried until it succeeds), so a
+    bundle of this stateful DoFn never waits for the broker except for the committed offset read
+    once per partition when the job starts.
+    """
 
     NEXT = ReadModifyWriteStateSpec("next", PickleCoder())
     DONE = BagStateSpec("done", VarIntCoder())
 
     def __init__(self, config: KafkaConfig) -> None:
         self._config = config
+        # Identifies this pipeline's committer among the DoFn instances of one worker process.
+        self._committer_key = uuid.uuid4().hex
         self._consumer = None
+        self._committer = None
         self._committed = Metrics.counter("ccpipe.kafka", "offsets_committed")
 
     def setup(self):
         self._errors = ClientErrors(self._config)
         self._consumer = _consumer(self._config, self._errors)
+        self._committer = _OffsetCommitter.acquire(self._committer_key, self._config)
 
     def _refused(self) -> None:
         self._consumer.poll(0)  # serves error_cb (the consumer is assigned nothing: no records)
         self._errors.raise_if_refused()
 
     def teardown(self):
+        if self._committer is not None:
+            self._committer.release(self._committer_key)
+            self._committer = None
         if self._consumer is not None:
             self._consumer.close()
+            self._consumer = None
 
     def _low(self, partition: int) -> int:
         from confluent_kafka import TopicPartition
@@ -598,8 +729,6 @@ class _CommitContiguousFn(beam.DoFn):
         return low
 
     def process(self, element, next_state=beam.DoFn.StateParam(NEXT), done_state=beam.DoFn.StateParam(DONE)):  # noqa: B008
-        from confluent_kafka import TopicPartition
-
         partition, offsets = element[0], element[1]
         nxt = next_state.read()
         if nxt is None:
@@ -614,9 +743,7 @@ class _CommitContiguousFn(beam.DoFn):
             done_state.add(o)
         next_state.write(nxt)
         if nxt > start:
-            offsets = [TopicPartition(self._config.topic, partition, nxt)]
-            _retrying(lambda: self._consumer.commit(offsets=offsets, asynchronous=False), "commit offsets",
-                      refused=self._refused)
+            self._committer.submit(partition, nxt)
             self._committed.inc(nxt - start)
             yield partition, nxt
 
