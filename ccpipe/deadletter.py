@@ -111,13 +111,9 @@ _MARKER = re.compile(r"(\[redacted:[a-z_]+(?::[0-9a-f]{16})?\])")
 
 
 def _luhn(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2 == 1:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
+    from ccpipe.pii.recognizers.luhn_card_recognizer import luhn_valid
+
+    return luhn_valid(digits)
 
 
 def is_secret_key(name: str) -> bool:

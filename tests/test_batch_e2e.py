@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import make_config, read_truth
+from conftest import make_config, read_truth, strings_in
 
 from ccpipe import crypto
 from ccpipe.errors import MasterKeyError
@@ -43,23 +43,7 @@ def partition_of(path: Path) -> dict[str, str]:
 
 def all_strings(table: pa.Table) -> list[str]:
     """Every string value of every column (nested too); binary columns as latin-1 text."""
-    out: list[str] = []
-
-    def walk(value):
-        if isinstance(value, str):
-            out.append(value)
-        elif isinstance(value, bytes):
-            out.append(value.decode("latin-1"))
-        elif isinstance(value, dict):
-            for v in value.values():
-                walk(v)
-        elif isinstance(value, list):
-            for v in value:
-                walk(v)
-
-    for row in table.to_pylist():
-        walk(row)
-    return out
+    return strings_in(table.to_pylist())
 
 
 def rows(root: Path, dataset: str) -> list[tuple[dict, dict]]:

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import strings_in
 
 from ccpipe.cli import main as cli
 from ccpipe.errors import KeyUnavailableError
@@ -140,23 +141,10 @@ def planted_values(corpus: Path) -> list[str]:
 def plaintext_found(out: Path, values: list[str]) -> list[str]:
     """Every planted value found in any file under ``out``: Parquet decoded (every string, nested too,
     binary as latin-1), anything else as raw bytes."""
-    texts = []
-
-    def walk(value):
-        if isinstance(value, str):
-            texts.append(value)
-        elif isinstance(value, bytes):
-            texts.append(value.decode("latin-1"))
-        elif isinstance(value, dict):
-            for v in value.values():
-                walk(v)
-        elif isinstance(value, list):
-            for v in value:
-                walk(v)
-
+    texts: list[str] = []
     for path in (p for p in out.rglob("*") if p.is_file()):
         try:
-            walk(pq.read_table(path).to_pylist())
+            texts.extend(strings_in(pq.read_table(path).to_pylist()))
         except Exception:  # noqa: BLE001 - not (or not a whole) Parquet file: its bytes
             texts.append(path.read_bytes().decode("latin-1"))
     haystack = "\n".join(texts).lower()
