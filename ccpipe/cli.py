@@ -31,6 +31,47 @@ Run 'ccpipe COMMAND --help' for a command's flags.
 """
 
 
+def _strict_args(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[argparse.Namespace, list[str], list[str]]:
+    """Parse ccpipe's flags strictly; Beam's own flags pass through (known by name, or after ``--``).
+
+    Returns (ccpipe's arguments, argv normalized for PipelineOptions, Beam flags). Flags may be
+    spelled with ``-`` or ``_`` (``--pii-config`` is ``--pii_config``). An unknown flag is an error
+    naming the nearest valid one: a mistyped flag must never be silently ignored.
+    """
+    import difflib
+
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    ours, passthrough = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
+    known = {opt for action in parser._actions for opt in action.option_strings}
+    normalized = []
+    for token in ours:
+        name, eq, value = token.partition("=")
+        if name.startswith("--") and name not in known and name.replace("-", "_").replace("__", "--", 1) in known:
+            name = name.replace("-", "_").replace("__", "--", 1)
+        normalized.append(name + eq + value)
+    args, unknown = parser.parse_known_args(normalized)
+    beam_names = set(PipelineOptions([]).get_all_options(retain_unknown_options=False))
+    beam_flags: list[str] = []
+    i = 0
+    while i < len(unknown):
+        token = unknown[i]
+        name = token[2:].split("=", 1)[0].replace("-", "_") if token.startswith("--") else ""
+        if not name or name not in beam_names:
+            choices = sorted(known | {f"--{n}" for n in beam_names})
+            near = difflib.get_close_matches(token.split("=", 1)[0].replace("-", "_").replace("__", "--", 1), choices,
+                                             n=1)
+            hint = f"; did you mean {near[0]}?" if near else ""
+            parser.error(f"unrecognized argument {token.split('=', 1)[0]!r}{hint} "
+                         "(Beam's own flags pass through by name, or after --)")
+        beam_flags.append(token)
+        i += 1
+        while i < len(unknown) and not unknown[i].startswith("--"):
+            beam_flags.append(unknown[i])
+            i += 1
+    return args, [t for t in normalized if t not in unknown] + beam_flags + passthrough, beam_flags + passthrough
+
+
 def _batch(argv: list[str]) -> int:
     from pipelines.batch import LOCAL_RUNNERS, BatchOptions, config_from_options, pipeline_options, run
 
@@ -43,7 +84,7 @@ def _batch(argv: list[str]) -> int:
         "--runner", default="FnApiRunner",
         help=f"Beam runner (default FnApiRunner: local, no downloads; local choices {list(LOCAL_RUNNERS)})",
     )
-    args, beam_flags = parser.parse_known_args(argv)
+    args, argv, beam_flags = _strict_args(parser, argv)
     options = BatchOptions(argv)
     config = config_from_options(options.view_as(BatchOptions))
     manifest = run(config, pipeline_options(args.runner, args.workers, beam_flags))
@@ -67,7 +108,7 @@ def _stream(argv: list[str]) -> int:
     parser.add_argument("--runner", default="PrismRunner", help="PrismRunner (default) or FlinkRunner, ...")
     parser.add_argument("--prism_location", help="Prism binary (default .cache/bin/prism, built by 'make prism')")
     parser.add_argument("--window_seconds", type=float, default=2.0, help="write windows (arrival time)")
-    args, beam_flags = parser.parse_known_args(argv)
+    args, argv, beam_flags = _strict_args(parser, argv)
     options = BatchOptions(argv)
     common = common_from_options(options.view_as(BatchOptions), streaming=True)
     config = StreamConfig(source=args.source, processing=common, window_seconds=args.window_seconds)

@@ -92,3 +92,25 @@ def test_batch_on_prism(tmp_path):
     manifest = json.loads((out / "_manifests" / "prism-1.json").read_text())
     assert manifest["runner"] == "PrismRunner" and manifest["reconciled"] is True
     assert manifest["records_read"] == 8 + 8 + 8 + 4 + 13
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--wokers", "2"], "unrecognized argument '--wokers'; did you mean --workers?"),
+        (["--pii-confg", "p.yaml"], "did you mean --pii_config?"),
+        # The other spelling of a flag is the same flag.
+        (["--pii-config", "missing.yaml"], "PII configuration 'missing.yaml' is unreadable"),
+        (["--shards=x"], "invalid int value"),
+    ],
+)
+def test_mistyped_flags_are_errors_not_ignored(tmp_path, flags, message):
+    """A mistyped flag used to be logged as 'Unparseable argument' and the run went on without it."""
+    corpus = Path(__file__).resolve().parents[1] / "fixtures" / "sample"
+    argv = ["batch", "--input", str(corpus / "input" / "calls.jsonl"), "--tenants", str(corpus / "tenants.yaml"),
+            "--output", str(tmp_path / "out"), "--keystore", str(tmp_path / "k.db"), *flags]
+    done = subprocess.run([sys.executable, "-m", "ccpipe.cli", *argv], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert message in done.stderr
+    assert not (tmp_path / "out").exists()  # nothing ran
