@@ -114,3 +114,8 @@ def test_mistyped_flags_are_errors_not_ignored(tmp_path, flags, message):
     assert done.returncode == 2, done.stderr[-2000:]
     assert message in done.stderr
     assert not (tmp_path / "out").exists()  # nothing ran
+
+
+def test_version():
+    done = subprocess.run([sys.executable, "-m", "ccpipe.cli", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("ccpipe 0.")
