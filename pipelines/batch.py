@@ -296,7 +296,7 @@ def common_from_options(options: BatchOptions, streaming: bool = False, run_labe
     sinks = SinkConfig(default_root=output, region_roots=tuple(overrides), regions=regions, shards=options.shards,
                        streaming=streaming)
     return ProcessingConfig(tuple(tenants.values()), sinks, keystore, pii, ParseConfig(), restricted, flows,
-                            options.control_plane or "")
+                            options.control_plane or default_url())
 
 
 def _open_keystore(keystore: KeystoreConfig):

@@ -167,3 +167,22 @@ def test_batch_run_writes_the_flows_and_lists_them_in_the_manifest(corpus, tmp_p
     assert not opted["email_service"] and "email_service" not in flows  # no fixture tenant opted in: no rows
     assert flows["us_monitoring"]["crosses_region"] and not flows["recording_archive"]["crosses_region"]
     assert sorted(flows["recording_archive"]["tenants_opted_in"]) == sorted(opted["recording_archive"])
+
+
+def test_streaming_opt_out_stops_hand_offs_within_the_refresh_bound(tmp_path):
+    from ccpipe.controlplane import audit, tenants_repo
+    from ccpipe.controlplane.db import open_control_plane
+    from transforms.handoff import OPT_IN_TTL_SECONDS, _HandOffFn
+
+    url = f"sqlite:///{tmp_path / 'cp.db'}"
+    cp = open_control_plane(url)
+    tenant = Tenant("t-in", "In", "nl", subprocessors=(("transcription", True),))
+    tenants_repo.import_tenants(cp, [tenant], audit.Actor("setup", "operator"))
+    fn = _HandOffFn(FlowConfig(subprocessor_sinks=(("transcription", "/t"),)), (tenant,), url)
+    row = OutputRow("nl", "calls", "2026-10-01", "c-1", CALL)
+    assert [o.tag for o in fn.process(row)] == ["transcription"]
+    tenants_repo.set_subprocessor(cp, audit.Actor("adm", "customer_admin", "t-in"), "t-in", "transcription", False,
+                                  "withdrawn")
+    assert OPT_IN_TTL_SECONDS <= 30
+    fn._loaded_at -= OPT_IN_TTL_SECONDS + 1  # the refresh bound has passed
+    assert list(fn.process(row)) == []
