@@ -22,11 +22,10 @@ _LATIN = re.compile(r"^[A-Za-zÀ-ÖØ-öø-ÿĀ-ʯḀ-ỿ'’-]{2,}$")
 
 @dataclass(frozen=True)
 class NameGazetteer:
-    """Lower-cased first and last names, and each word's English Zipf frequency (0 when unseen)."""
+    """Lower-cased first and last names."""
 
     first: frozenset[str]
     last: frozenset[str]
-    zipf: dict[str, float]
 
     def is_name(self, word: str) -> bool:
         """Whether a word is a known first or last name."""
@@ -34,15 +33,14 @@ class NameGazetteer:
         return w in self.first or w in self.last
 
     def frequency(self, word: str) -> float:
-        """The word's English Zipf frequency (7 = "the", 3 = rare, 0 = unseen)."""
-        return self.zipf.get(word.lower(), 0.0)
+        """A known name's English Zipf frequency (7 = "the", 3 = rare); 0 for unseen words and non-names."""
+        return english_zipf(word) if self.is_name(word) else 0.0
 
 
 @lru_cache(maxsize=1)
 def load_gazetteer() -> NameGazetteer:
     """The gazetteer, built once per process from the installed Faker and wordfreq packages."""
     import faker.providers.person as person
-    import wordfreq
 
     first: set[str] = set()
     last: set[str] = set()
@@ -57,9 +55,7 @@ def load_gazetteer() -> NameGazetteer:
             target = last if "last" in attr else first
             for name in values:
                 target.update(tok.lower() for tok in str(name).split() if _LATIN.match(tok))
-    freq = wordfreq.get_frequency_dict("en", wordlist="best")
-    zipf = {w: round(math.log10(freq[w] * 1e9), 2) for w in first | last if freq.get(w)}
-    return NameGazetteer(frozenset(first), frozenset(last), zipf)
+    return NameGazetteer(frozenset(first), frozenset(last))
 
 
 @lru_cache(maxsize=1)
