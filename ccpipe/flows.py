@@ -41,6 +41,12 @@ US_MONITORING_RULE = ("privacy data sheet §4: other data may be sent to the USA
 MONITORED_EVENTS = frozenset({"login", "login_failed", "logout", "device_registered", "device_status",
                               "software_update", "error"})
 DATASETS = {name: f"handoff_{name}" for name in SUBPROCESSORS} | {US_MONITORING: US_MONITORING}
+FLOW_OF_DATASET = {dataset: flow for flow, dataset in DATASETS.items()}
+
+
+def crosses_region(flow: str) -> bool:
+    """Whether a flow leaves the tenant's region (the e-mail service and US monitoring, by design)."""
+    return flow == US_MONITORING or SUBPROCESSORS[flow]["region"] != "tenant"
 
 
 def check_subprocessor_name(name: str, where: str = "subprocessors") -> str:

@@ -11,11 +11,10 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from ccpipe.flows import FLOW_OF_DATASET, SUBPROCESSORS, US_MONITORING_RULE, crosses_region
 from ccpipe.types import WriteResult
 
 PRIMARY = ("calls", "telemetry", "chat_messages", "registrations")
-FLOW_DATASETS = {"handoff_transcription": "transcription", "handoff_recording_archive": "recording_archive",
-                 "handoff_email_service": "email_service", "us_monitoring": "us_monitoring"}
 
 
 def build_manifest(
@@ -36,9 +35,9 @@ def build_manifest(
     flow_rows: dict[str, dict[str, int]] = {}
     for r in results:
         files += 1
-        if r.dataset in FLOW_DATASETS:  # a permitted flow to its own sink: listed apart, never a record
-            flow_rows.setdefault(FLOW_DATASETS[r.dataset], {}).setdefault(r.region, 0)
-            flow_rows[FLOW_DATASETS[r.dataset]][r.region] += r.rows
+        if r.dataset in FLOW_OF_DATASET:  # a permitted flow to its own sink: listed apart, never a record
+            flow_rows.setdefault(FLOW_OF_DATASET[r.dataset], {}).setdefault(r.region, 0)
+            flow_rows[FLOW_OF_DATASET[r.dataset]][r.region] += r.rows
             continue
         rows.setdefault(r.region, {}).setdefault(r.dataset, 0)
         rows[r.region][r.dataset] += r.rows
@@ -73,8 +72,6 @@ def build_manifest(
 
 def _flows(flow_rows: dict[str, dict[str, int]], opt_ins: dict[str, list[str]]) -> list[dict[str, Any]]:
     """Every cross-region or third-party flow of the run: rows per region, who opted in, the rule."""
-    from ccpipe.flows import SUBPROCESSORS, US_MONITORING, US_MONITORING_RULE
-
     out = []
     for flow in sorted(flow_rows):
         spec = SUBPROCESSORS.get(flow)
@@ -82,7 +79,7 @@ def _flows(flow_rows: dict[str, dict[str, int]], opt_ins: dict[str, list[str]]) 
             "flow": flow,
             "rows": sum(flow_rows[flow].values()),
             "rows_by_region": dict(sorted(flow_rows[flow].items())),
-            "crosses_region": flow in ("email_service", US_MONITORING),
+            "crosses_region": crosses_region(flow),
             "tenants_opted_in": sorted(opt_ins.get(flow, [])) if spec else "all (pseudonymized telemetry)",
             "rule": spec["rule"] if spec else US_MONITORING_RULE,
         })

@@ -24,6 +24,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import PCollection
 
+from ccpipe.flows import DATASETS as FLOW_DATASETS
 from ccpipe.progress import Progress
 from ccpipe.schemas import OUTPUT_SCHEMAS, ROW_KEY
 from ccpipe.types import DATASET_DEADLETTER, DATASET_USAGE, OutputRow, WriteResult
@@ -31,8 +32,7 @@ from transforms.route import SinkConfig
 
 _LOG = logging.getLogger(__name__)
 # Derived rows: counted as rows, never as records (reconciliation counts the primary datasets).
-DERIVED_DATASETS = frozenset({DATASET_USAGE, DATASET_DEADLETTER, "handoff_transcription", "handoff_recording_archive",
-                              "handoff_email_service", "us_monitoring"})
+DERIVED_DATASETS = frozenset({DATASET_USAGE, DATASET_DEADLETTER, *FLOW_DATASETS.values()})
 
 
 def partition_dir(root: str, region: str, dataset: str, dt: str) -> str:
