@@ -51,6 +51,7 @@ RECTIFIABLE = ("name", "username", "email", "phone", "display_name")
 _PSEUDONYM_KIND = {"email": "email", "phone": "phone", "username": "username", "agent_id": "agent_id",
                    "name": "name", "display_name": "display_name"}
 EXPORT_MAGIC = b"CCX1"
+LEGAL_AUTHORITY = "legal-authority"  # identity_confirmed_by of a request opened on a recorded legal authority
 
 
 class RequestStateError(CcpipeError):
@@ -69,6 +70,8 @@ class Request:
     status: str
     received_at: str
     due_at: str
+    requested_by: str = ""
+    identity_confirmed_by: str | None = None
 
 
 def _now() -> _dt.datetime:
@@ -148,27 +151,35 @@ def open_authorized(
     if not basis.strip():
         raise ConfigError("an authorized request needs its legal basis")
     request_id = open_request(cp, keys, actor, tenant_id, kind, subject_kind, subject_value)
+    _record_identity(cp, actor, tenant_id, request_id, basis, LEGAL_AUTHORITY,
+                     details={"basis": "recorded legal authority"})
+    return request_id
+
+
+def _record_identity(cp: ControlPlane, actor: audit.Actor, tenant_id: str, request_id: str, method: str,
+                     confirmed_by: str, details: dict[str, Any] | None = None) -> None:
+    """Mark a request's identity confirmed (by whom, how) and audit it, in one transaction."""
     with cp.transaction():
         cp.execute(
             "UPDATE dsar_requests SET status = 'identity_confirmed', identity_method = ?, identity_confirmed_by = ?, "
             "identity_confirmed_at = ? WHERE request_id = ?",
-            (basis, "legal-authority", _now().isoformat(), request_id),
+            (method, confirmed_by, _now().isoformat(), request_id),
         )
-        audit.append(cp, actor, "dsar_identity", tenant_id=tenant_id, target=request_id, reason=basis,
-                     details={"basis": "recorded legal authority"})
-    return request_id
+        audit.append(cp, actor, "dsar_identity", tenant_id=tenant_id, target=request_id, reason=method,
+                     details=details)
 
 
 def get(cp: ControlPlane, request_id: str) -> Request:
     """A request; NotFoundError when unknown."""
     row = cp.one(
-        "SELECT request_id, tenant_id, kind, subject_kind, subject_pseudonyms, status, received_at, due_at "
-        "FROM dsar_requests WHERE request_id = ?",
+        "SELECT request_id, tenant_id, kind, subject_kind, subject_pseudonyms, status, received_at, due_at, "
+        "requested_by, identity_confirmed_by FROM dsar_requests WHERE request_id = ?",
         (request_id,),
     )
     if row is None:
         raise tenants_repo.NotFoundError(f"unknown request {request_id!r}")
-    return Request(row[0], row[1], row[2], row[3], tuple(json.loads(row[4])), row[5], row[6], row[7])
+    return Request(row[0], row[1], row[2], row[3], tuple(json.loads(row[4])), row[5], row[6], row[7], row[8],
+                   row[9])
 
 
 def list_requests(cp: ControlPlane, tenant_id: str | None = None) -> list[Request]:
@@ -184,8 +195,7 @@ def confirm_identity(cp: ControlPlane, actor: audit.Actor, request_id: str, meth
     """Record how the subject's identity was checked; required before anything is served."""
     request = get(cp, request_id)
     require_tenant_admin_or_operator(cp, actor, request.tenant_id, "dsar_identity")
-    requested_by = cp.one("SELECT requested_by FROM dsar_requests WHERE request_id = ?", (request_id,))[0]
-    if requested_by == actor.name:
+    if request.requested_by == actor.name:
         # Four eyes: whoever opened the request cannot also vouch for the subject's identity (else an
         # operator refused by 'decrypt' could open an access request and serve it to herself).
         audit.append(cp, actor, "dsar_identity", tenant_id=request.tenant_id, target=request_id, outcome="refused",
@@ -195,13 +205,7 @@ def confirm_identity(cp: ControlPlane, actor: audit.Actor, request_id: str, meth
         raise RequestStateError(f"request {request_id} is {request.status}; identity can only be confirmed once")
     if not method.strip():
         raise ConfigError("name the identity check (e.g. 'verified account email + last invoice amount')")
-    with cp.transaction():
-        cp.execute(
-            "UPDATE dsar_requests SET status = 'identity_confirmed', identity_method = ?, identity_confirmed_by = ?, "
-            "identity_confirmed_at = ? WHERE request_id = ?",
-            (method, actor.name, _now().isoformat(), request_id),
-        )
-        audit.append(cp, actor, "dsar_identity", tenant_id=request.tenant_id, target=request_id, reason=method)
+    _record_identity(cp, actor, request.tenant_id, request_id, method, actor.name)
 
 
 def find_subject_records(root: str | Path, region: str, tenant_id: str, subject_kind: str,
@@ -416,8 +420,7 @@ def execute(
         result["sink_roots_not_reachable"] = unreachable
     if authority:
         # Only a request opened on a recorded legal authority (open_authorized) may be served on one.
-        confirmed_by = cp.one("SELECT identity_confirmed_by FROM dsar_requests WHERE request_id = ?", (request_id,))[0]
-        if confirmed_by != "legal-authority":
+        if request.identity_confirmed_by != LEGAL_AUTHORITY:
             raise AccessDeniedError(f"request {request_id} was not opened on a legal authority")
         result["legal_authority"] = authority
     elif actor.role == "operator" and request.kind in ("access", "export", "deletion", "rectification"):
