@@ -242,12 +242,7 @@ def common_from_options(options: BatchOptions, streaming: bool = False, run_labe
     if not options.output:
         raise ConfigError("--output is required (the sink root)")
     regions = frozenset(r.strip() for r in options.sink_regions.split(",") if r.strip())
-    overrides = []
-    for item in options.sink:
-        region, sep, root = item.partition("=")
-        if not sep or not root:
-            raise ConfigError(f"--sink {item!r} must be REGION=URI")
-        overrides.append((region, root))
+    overrides = _named_roots(options.sink, "--sink", "REGION")
     keystore_default = KeystoreConfig.default()
     keystore = KeystoreConfig(
         path=os.path.abspath(options.keystore) if options.keystore else keystore_default.path,
@@ -256,7 +251,7 @@ def common_from_options(options: BatchOptions, streaming: bool = False, run_labe
         else keystore_default.master_key_file,
         kms=options.kms or "",
     )
-    output = options.output if "://" in options.output else os.path.abspath(options.output)
+    output = _root(options.output)
     # The control plane is always consulted for restrictions: a subject who restricted processing
     # must be dead-lettered whichever tenants file a run is given.
     try:
@@ -277,15 +272,8 @@ def common_from_options(options: BatchOptions, streaming: bool = False, run_labe
         finally:
             if store is not None:
                 store.close()
-        flow_sinks = []
-        for item in options.subprocessor_sink:
-            name, sep, root = item.partition("=")
-            if not sep or not root:
-                raise ConfigError(f"--subprocessor_sink {item!r} must be NAME=URI")
-            flow_sinks.append((name, root if "://" in root else os.path.abspath(root)))
-        monitoring = options.us_monitoring_sink
-        flows = FlowConfig(tuple(flow_sinks), monitoring if "://" in monitoring or not monitoring
-                           else os.path.abspath(monitoring))
+        flows = FlowConfig(tuple(_named_roots(options.subprocessor_sink, "--subprocessor_sink", "NAME")),
+                           _root(options.us_monitoring_sink) if options.us_monitoring_sink else "")
         roots = {output, *(r for _, r in overrides)}
         sink_roots.record(cp, roots, run_label or ("stream" if streaming else "batch"))
     finally:
@@ -297,6 +285,25 @@ def common_from_options(options: BatchOptions, streaming: bool = False, run_labe
                        streaming=streaming)
     return ProcessingConfig(tuple(tenants.values()), sinks, keystore, pii, ParseConfig(), restricted, flows,
                             options.control_plane or default_url())
+
+
+def _root(uri: str) -> str:
+    """A sink root as recorded and used: a Beam filesystem URI as given, a local path made absolute.
+
+    Absolute, the control plane's record of a root means the same folder from any working directory.
+    """
+    return uri if "://" in uri else os.path.abspath(uri)
+
+
+def _named_roots(items: list[str], flag: str, what: str) -> list[tuple[str, str]]:
+    """``WHAT=URI`` flag values as (what, root) pairs; ConfigError naming the flag otherwise."""
+    out = []
+    for item in items:
+        name, sep, root = item.partition("=")
+        if not sep or not root:
+            raise ConfigError(f"{flag} {item!r} must be {what}=URI")
+        out.append((name, _root(root)))
+    return out
 
 
 def _open_keystore(keystore: KeystoreConfig):

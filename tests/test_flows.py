@@ -6,6 +6,8 @@ except the documented e-mail flow (and US monitoring), and no plaintext personal
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import apache_beam as beam
 import pyarrow.parquet as pq
 import pytest
@@ -186,3 +188,19 @@ def test_streaming_opt_out_stops_hand_offs_within_the_refresh_bound(tmp_path):
     assert OPT_IN_TTL_SECONDS <= 30
     fn._loaded_at -= OPT_IN_TTL_SECONDS + 1  # the refresh bound has passed
     assert list(fn.process(row)) == []
+
+
+def test_sink_roots_are_recorded_absolute(tmp_path, monkeypatch, master_key_env):
+    """A relative --sink recorded as given would mean another folder to a command run elsewhere."""
+    from ccpipe.controlplane import sink_roots
+    from ccpipe.controlplane.db import open_control_plane
+    from pipelines.batch import BatchOptions, common_from_options
+
+    sample = Path(__file__).resolve().parents[1] / "fixtures" / "sample"
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'cp.db'}"
+    options = BatchOptions(["--tenants", str(sample / "tenants.yaml"), "--output", "out", "--sink", "us=us-root",
+                            "--control_plane", url, "--keystore", str(tmp_path / "k.db")])
+    common_from_options(options.view_as(BatchOptions), run_label="r1")
+    cp = open_control_plane(url)
+    assert sink_roots.known(cp) == sorted([str(tmp_path / "out"), str(tmp_path / "us-root")])
