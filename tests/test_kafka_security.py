@@ -101,11 +101,16 @@ def read_back(config: KafkaConfig, count: int, timeout: float = 60) -> list[byte
     while len(got) < count and time.monotonic() < deadline:
         reader = _KafkaReader(config, mark)
         try:
+            # As Beam's ReadFromUnboundedSource: a record start()/advance() reports is always
+            # emitted; the bundle's deadline is checked only between records (start() itself may
+            # take longer than a bundle while the group coordinator is loading).
             more = reader.start()
             bundle_end = time.monotonic() + 1
-            while time.monotonic() < bundle_end and len(got) < count:
+            while len(got) < count:
                 if more:
                     got.append(reader.get_current().data)
+                if time.monotonic() >= bundle_end or len(got) >= count:
+                    break
                 more = reader.advance()
             mark = reader.get_checkpoint_mark()
         finally:

@@ -547,14 +547,24 @@ class ReadFromKafkaTopic(beam.PTransform[beam.pvalue.PBegin, PCollection[RawInpu
         )
 
 
-def _retrying(call, what: str, seconds: float | None = None, refused=None):
+def _close_quietly(client) -> None:
+    """Close a client that is being replaced; closing one of an unreachable broker may fail."""
+    try:
+        client.close()
+    except Exception as err:  # noqa: BLE001 - nothing to do about it: the client is dropped anyway
+        _LOG.debug("Kafka: closing a replaced client failed (%s)", type(err).__name__)
+
+
+def _retrying(call, what: str, seconds: float | None = None, refused=None, reset=None):
     """Call until it succeeds: a broker outage makes the committer wait, never skip a commit.
 
     ``seconds``: give up (raise) after that long; None: retry for as long as the outage lasts.
     ``refused``: called after a failure; raises (KafkaSecurityError) when retrying cannot help.
+    ``reset``: called after every ``CLIENT_RESET_FAILURES`` failures in a row (replaces the client).
     """
     deadline = None if seconds is None else time.monotonic() + seconds
     delay = 0.5
+    failures = 0
     while True:
         try:
             return call()
@@ -564,6 +574,9 @@ def _retrying(call, what: str, seconds: float | None = None, refused=None):
             if deadline is not None and time.monotonic() > deadline:
                 raise
             _LOG.warning("Kafka: cannot %s (%s); retrying in %.1f s", what, err, delay)
+            failures += 1
+            if reset is not None and failures % CLIENT_RESET_FAILURES == 0:
+                reset()
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
 
@@ -571,6 +584,10 @@ def _retrying(call, what: str, seconds: float | None = None, refused=None):
 # How long the committer waits between two attempts at a commit the broker did not take: once the
 # broker answers again, offsets are committed within this long (plus one commit round trip).
 COMMIT_RETRY_SECONDS = 2.0
+# After this many failed attempts in a row the committer replaces its Kafka client: librdkafka
+# clients that use assign() can stay pinned to a stale group coordinator after a broker restart and
+# fail every commit with NOT_COORDINATOR until they are re-created (librdkafka issues #2630, #2791).
+CLIENT_RESET_FAILURES = 3
 
 
 class _OffsetCommitter:
@@ -596,6 +613,7 @@ class _OffsetCommitter:
         self._failure: BaseException | None = None
         self._closing = False
         self._users = 0
+        self.clients_replaced = 0
         self._thread = threading.Thread(target=self._run, name="ccpipe-kafka-committer", daemon=True)
         self._thread.start()
 
@@ -642,10 +660,18 @@ class _OffsetCommitter:
                 self._cond.wait(left)
             return not self._target
 
+    def _replace_client(self) -> None:
+        """A fresh client, which looks up the group coordinator again."""
+        old, self._errors = self._consumer, ClientErrors(self._config)
+        self._consumer = _consumer(self._config, self._errors)
+        self.clients_replaced += 1
+        _close_quietly(old)
+
     def _run(self) -> None:
         from confluent_kafka import TopicPartition
 
         delay = 0.0
+        failures = 0
         while True:
             with self._cond:
                 retry_at = time.monotonic() + delay
@@ -670,8 +696,12 @@ class _OffsetCommitter:
                     return
                 _LOG.warning("Kafka: cannot commit offsets (%s); retrying in %.1f s", err, COMMIT_RETRY_SECONDS)
                 delay = COMMIT_RETRY_SECONDS
+                failures += 1
+                if failures % CLIENT_RESET_FAILURES == 0:
+                    self._replace_client()
                 continue
             delay = 0.0
+            failures = 0
             with self._cond:
                 for p, o in batch.items():
                     self._committed[p] = max(o, self._committed.get(p, -1))
@@ -708,6 +738,12 @@ class _CommitContiguousFn(beam.DoFn):
         self._consumer.poll(0)  # serves error_cb (the consumer is assigned nothing: no records)
         self._errors.raise_if_refused()
 
+    def _replace_consumer(self) -> None:
+        """A fresh client, which looks up the group coordinator again (see CLIENT_RESET_FAILURES)."""
+        old, self._errors = self._consumer, ClientErrors(self._config)
+        self._consumer = _consumer(self._config, self._errors)
+        _close_quietly(old)
+
     def teardown(self):
         if self._committer is not None:
             self._committer.release(self._committer_key)
@@ -721,11 +757,11 @@ class _CommitContiguousFn(beam.DoFn):
 
         tp = TopicPartition(self._config.topic, partition)
         [got] = _retrying(lambda: self._consumer.committed([tp], timeout=10), "read committed offsets",
-                          refused=self._refused)
+                          refused=self._refused, reset=self._replace_consumer)
         if got.offset >= 0:
             return got.offset
         low, _high = _retrying(lambda: self._consumer.get_watermark_offsets(tp, timeout=10), "read low offsets",
-                               refused=self._refused)
+                               refused=self._refused, reset=self._replace_consumer)
         return low
 
     def process(self, element, next_state=beam.DoFn.StateParam(NEXT), done_state=beam.DoFn.StateParam(DONE)):  # noqa: B008
