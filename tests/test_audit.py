@@ -417,7 +417,7 @@ def test_a_keystore_config_is_opened_on_first_use(tmp_path, keys):
 
 def test_cli_head_out_does_not_follow_a_planted_symlink(tmp_path, keys):
     """Regression: 'audit head --out' wrote through a predictable OUT.tmp-PID path, following symlinks."""
-    from ccpipe.cli_governance import audit_main
+    from ccpipe.cli.governance import audit_main
 
     url = f"sqlite:///{tmp_path / 'control.db'}"
     cp = open_control_plane(url, keys=keys)

@@ -1,70 +1,30 @@
 """Governance commands: tenants, keys, grants, decrypt, retention, dsar, audit.
 
-Every command takes ``--control-plane URL`` (default ``sqlite:///$CCPIPE_HOME/control.db``) and, when
-it acts, ``--actor NAME --role operator|customer_admin [--actor-tenant T]``: who is recorded in the
+Every command takes ``--control_plane URL`` (default ``sqlite:///$CCPIPE_HOME/control.db``) and, when
+it acts, ``--actor NAME --role operator|customer_admin [--actor_tenant T]``: who is recorded in the
 audit log. (Authentication is the deployment's: these flags carry the identity it established.)
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime as _dt
 import getpass
 import json
 import os
 import sys
 from pathlib import Path
 
+from ccpipe.cli.common import (
+    Parser,
+    actor_of,
+    as_of,
+    common,
+    keystore_config,
+    open_keys,
+    open_store,
+    passphrase,
+    require_actor,
+)
 from ccpipe.controlplane import access, audit, dsar, keys, retention, tenants_repo
-from ccpipe.controlplane.db import open_control_plane
-from ccpipe.errors import ConfigError
-from ccpipe.keystore import KeystoreConfig, SqliteKeyStore, prepare_sqlite_url
-
-
-def _common(parser: argparse.ArgumentParser, actor: bool = True) -> None:
-    parser.add_argument("--control-plane", help="sqlite:///path or postgresql://... (default under $CCPIPE_HOME)")
-    parser.add_argument("--keystore", help="keystore file (default $CCPIPE_HOME/keystore.db)")
-    parser.add_argument("--master-key-file", help="master key file of --kms local (default $CCPIPE_HOME/master.key)")
-    parser.add_argument(
-        "--kms", default="",
-        help="key manager of the tenant KEKs: local, openbao://HOST:PORT[/MOUNT]?token_file=PATH or "
-        "openbao+http://127.0.0.1:PORT (default: the one the keystore was created with, else local)",
-    )
-    if actor:
-        parser.add_argument("--actor", required=True, help="who acts (recorded in the audit log)")
-        parser.add_argument("--role", required=True, choices=["operator", "customer_admin"])
-        parser.add_argument("--actor-tenant", help="the tenant a customer_admin administers")
-
-
-def _open(args):
-    prepare_sqlite_url(args.control_plane)  # $CCPIPE_HOME 0700, control.db 0600
-    # The audit log's key lives in the same keystore and key manager as the command's keys.
-    return open_control_plane(args.control_plane, keys=_keystore_config(args))
-
-
-def _keystore_config(args) -> KeystoreConfig:
-    default = KeystoreConfig.default()
-    return KeystoreConfig(
-        args.keystore or default.path, args.master_key_file or default.master_key_file, kms=args.kms or ""
-    )
-
-
-def _keys(args, create: bool = False) -> SqliteKeyStore:
-    return SqliteKeyStore(_keystore_config(args), create=create)
-
-
-def _actor(args) -> audit.Actor:
-    return audit.Actor(args.actor, args.role, args.actor_tenant)
-
-
-def _date(text: str | None) -> _dt.datetime:
-    if not text:
-        return _dt.datetime.now(_dt.UTC)
-    try:
-        value = _dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(f"--as-of {text!r} must be an ISO date (YYYY-MM-DD) or time") from None
-    return value if value.tzinfo else value.replace(tzinfo=_dt.UTC)
 
 
 def tenants_main(argv: list[str]) -> int:
@@ -72,7 +32,7 @@ def tenants_main(argv: list[str]) -> int:
     from ccpipe.flows import SUBPROCESSORS
     from ccpipe.tenants import load_tenants
 
-    parser = argparse.ArgumentParser(prog="ccpipe tenants", description="Tenants in the control plane.")
+    parser = Parser(prog="ccpipe tenants", description="Tenants in the control plane.")
     parser.add_argument("action", choices=["import", "list", "subprocessor"])
     parser.add_argument("file", nargs="?", help="registry file to import (YAML or JSON)")
     parser.add_argument("--tenant", help="subprocessor: the tenant")
@@ -81,12 +41,12 @@ def tenants_main(argv: list[str]) -> int:
     state.add_argument("--on", dest="on", action="store_true", default=None, help="subprocessor: opt in")
     state.add_argument("--off", dest="on", action="store_false", help="subprocessor: opt out")
     parser.add_argument("--reason", default="", help="subprocessor: why (audited)")
-    _common(parser, actor=False)
+    common(parser, actor=False)
     parser.add_argument("--actor", default=getpass.getuser())
     parser.add_argument("--role", default="operator", choices=["operator", "customer_admin"])
-    parser.add_argument("--actor-tenant", help="the tenant a customer_admin administers")
+    parser.add_argument("--actor_tenant", help="the tenant a customer_admin administers")
     args = parser.parse_args(argv)
-    cp = _open(args)
+    cp = open_store(args)
     if args.action == "subprocessor":
         if not (args.tenant and args.name and args.on is not None):
             parser.error("subprocessor needs --tenant, --name and --on or --off")
@@ -108,7 +68,7 @@ def tenants_main(argv: list[str]) -> int:
 
 def keys_main(argv: list[str]) -> int:
     """``ccpipe keys init|list|rotate|shred``."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="ccpipe keys",
         description="Manage the keystore and key lifecycle. Shredding destroys the tenant's key-encryption key "
         "in the key manager (--kms), so no copy of the keystore can unwrap its keys again.",
@@ -124,29 +84,29 @@ def keys_main(argv: list[str]) -> int:
     scope.add_argument("--all", action="store_true", help="shred: every version of every key of the tenant")
     parser.add_argument("--confirm", help="shred: the tenant id again (irreversible)")
     parser.add_argument("--reason", default="", help="why (recorded)")
-    _common(parser, actor=False)
+    common(parser, actor=False)
     parser.add_argument("--actor")
     parser.add_argument("--role", choices=["operator", "customer_admin"])
-    parser.add_argument("--actor-tenant")
+    parser.add_argument("--actor_tenant")
     args = parser.parse_args(argv)
     if args.action == "shred" and not (args.before or args.all):
         parser.error("shred needs --all (every version, irreversible) or --before DATE (older content versions)")
     if args.action != "shred" and (args.before or args.all):
         parser.error("--before and --all apply to shred only")
-    config = _keystore_config(args)
-    store = _keys(args, create=args.action == "init")
+    config = keystore_config(args)
+    store = open_keys(args, create=args.action == "init")
     try:
         if args.action in ("rotate", "shred"):
             if not (args.tenant and args.actor and args.role):
                 parser.error(f"{args.action} needs --tenant, --actor and --role")
-            cp = _open(args)
+            cp = open_store(args)
             if args.action == "rotate":
-                print(json.dumps(keys.rotate(cp, store, args.tenant, _actor(args))))
+                print(json.dumps(keys.rotate(cp, store, args.tenant, actor_of(args))))
             else:
                 print(
                     json.dumps(
                         keys.shred(
-                            cp, store, args.tenant, _actor(args), args.confirm or "", args.before, args.reason
+                            cp, store, args.tenant, actor_of(args), args.confirm or "", args.before, args.reason
                         )
                     )
                 )
@@ -164,20 +124,21 @@ def keys_main(argv: list[str]) -> int:
 
 def grants_main(argv: list[str]) -> int:
     """``ccpipe grants add|revoke|list``."""
-    parser = argparse.ArgumentParser(prog="ccpipe grants", description="Operator access grants.")
+    parser = Parser(prog="ccpipe grants", description="Operator access grants.")
     parser.add_argument("action", choices=["add", "revoke", "list"])
     parser.add_argument("--tenant")
     parser.add_argument("--grantee", help="operator name (add)")
     parser.add_argument("--days", type=int, default=7)
-    parser.add_argument("--grant-id")
+    parser.add_argument("--grant_id")
     parser.add_argument("--reason", default="")
-    _common(parser)
+    common(parser)
     args = parser.parse_args(argv)
-    cp = _open(args)
+    require_actor(args)
+    cp = open_store(args)
     if args.action == "add":
-        print(access.add_grant(cp, _actor(args), args.tenant, args.grantee, args.days, args.reason))
+        print(access.add_grant(cp, actor_of(args), args.tenant, args.grantee, args.days, args.reason))
     elif args.action == "revoke":
-        access.revoke_grant(cp, _actor(args), args.grant_id)
+        access.revoke_grant(cp, actor_of(args), args.grant_id)
     for row in cp.query(
         "SELECT grant_id, tenant_id, grantee, granted_by, expires_at, revoked_at FROM grants "
         "WHERE (? IS NULL OR tenant_id = ?) ORDER BY created_at",
@@ -189,22 +150,23 @@ def grants_main(argv: list[str]) -> int:
 
 def decrypt_main(argv: list[str]) -> int:
     """``ccpipe decrypt``: one encrypted field of one row, after the access check."""
-    parser = argparse.ArgumentParser(prog="ccpipe decrypt", description="Decrypt one field (audited).")
+    parser = Parser(prog="ccpipe decrypt", description="Decrypt one field (audited).")
     parser.add_argument("--output", required=True, help="sink root")
     parser.add_argument("--tenant", required=True)
     parser.add_argument("--dataset", required=True, choices=["calls", "telemetry", "chat_messages", "registrations"])
-    parser.add_argument("--record-id", required=True)
+    parser.add_argument("--record_id", required=True)
     parser.add_argument("--field", required=True, help="e.g. transcript, text, email, calling_number")
     parser.add_argument("--seq", type=int, help="message number (chat_messages)")
     parser.add_argument("--reason", required=True)
-    _common(parser)
+    common(parser)
     args = parser.parse_args(argv)
+    require_actor(args)
     print(
         access.decrypt_field(
-            _open(args),
-            _keys(args),
+            open_store(args),
+            open_keys(args),
             args.output,
-            _actor(args),
+            actor_of(args),
             args.tenant,
             args.dataset,
             args.record_id,
@@ -218,16 +180,18 @@ def decrypt_main(argv: list[str]) -> int:
 
 def retention_main(argv: list[str]) -> int:
     """``ccpipe retention run``."""
-    parser = argparse.ArgumentParser(prog="ccpipe retention", description=retention.__doc__.split("\n\n")[0])
+    parser = Parser(prog="ccpipe retention", description=retention.__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=["run"])
     parser.add_argument("--output", required=True, help="sink root")
-    parser.add_argument("--as-of", help="ISO date (default: now)")
-    parser.add_argument("--dry-run", action="store_true")
+    parser.add_argument("--as_of", help="ISO date (default: now)")
+    parser.add_argument("--dry_run", action="store_true")
     parser.add_argument("--confirm", action="store_true", help="allow destroying content keys (irreversible)")
-    _common(parser)
+    common(parser)
     args = parser.parse_args(argv)
+    require_actor(args)
     actions = retention.plan_and_apply(
-        _open(args), _keys(args), args.output, _actor(args), _date(args.as_of), args.dry_run, confirm=args.confirm
+        open_store(args), open_keys(args), args.output, actor_of(args), as_of(args.as_of), args.dry_run,
+        confirm=args.confirm,
     )
     for a in actions:
         print(f"{'would ' if args.dry_run else ''}{a.kind:<17} {a.rows:>6} rows  {a.target}  ({a.rule})")
@@ -236,46 +200,38 @@ def retention_main(argv: list[str]) -> int:
     return 0
 
 
-def _passphrase(path: str | None) -> str:
-    """A bundle passphrase from a file (first line) or asked for at the terminal; never a flag value."""
-    if path:
-        return Path(path).read_text(encoding="utf-8").splitlines()[0].strip() if Path(path).stat().st_size else ""
-    if not sys.stdin.isatty():
-        raise ConfigError("give the passphrase in a file (--passphrase-file) or run at a terminal to be asked")
-    return getpass.getpass("bundle passphrase: ")
-
-
 def dsar_main(argv: list[str]) -> int:
     """``ccpipe dsar open|confirm-identity|run|list``."""
-    parser = argparse.ArgumentParser(prog="ccpipe dsar", description=dsar.__doc__.split("\n\n")[0])
+    parser = Parser(prog="ccpipe dsar", description=dsar.__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=["open", "confirm-identity", "run", "list", "open-bundle"])
     parser.add_argument("--tenant")
     parser.add_argument("--kind", choices=list(dsar.KINDS))
-    parser.add_argument("--subject-kind", choices=sorted(dsar.SUBJECT_COLUMNS))
+    parser.add_argument("--subject_kind", choices=sorted(dsar.SUBJECT_COLUMNS))
     parser.add_argument("--subject", help="'-': read the identifier from standard input (never on the command "
                         "line, where it would land in shell history)")
-    parser.add_argument("--subject-file", help="a file holding the identifier (first line)")
+    parser.add_argument("--subject_file", help="a file holding the identifier (first line)")
     parser.add_argument("--in", dest="bundle", help="open-bundle: the export bundle to decrypt")
     parser.add_argument("--request")
     parser.add_argument("--method", help="identity check performed (confirm-identity)")
     parser.add_argument("--output", help="sink root (run)")
     parser.add_argument("--out", help="report or bundle file (access, export)")
-    parser.add_argument("--passphrase-file", help="export, open-bundle: file holding the bundle passphrase "
+    parser.add_argument("--passphrase_file", help="export, open-bundle: file holding the bundle passphrase "
                         "(else it is asked for at the terminal)")
     parser.add_argument("--set", action="append", default=[], help="rectification: FIELD=VALUE")
-    _common(parser)
+    common(parser)
     args = parser.parse_args(argv)
+    require_actor(args)
     if args.action == "open-bundle":
         if not (args.bundle and args.request and args.out):
             parser.error("open-bundle needs --in BUNDLE, --request ID and --out FILE")
-        plain = dsar.open_bundle(Path(args.bundle).read_bytes(), _passphrase(args.passphrase_file),
+        plain = dsar.open_bundle(Path(args.bundle).read_bytes(), passphrase(args.passphrase_file),
                                  f"ccpipe-export/v1|{args.request}".encode())
         fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(plain)
         print(f"decrypted bundle of request {args.request} to {args.out}")
         return 0
-    cp = _open(args)
+    cp = open_store(args)
     if args.action == "open":
         if args.subject_file:
             subject = Path(args.subject_file).read_text(encoding="utf-8").splitlines()[0] if Path(
@@ -283,23 +239,24 @@ def dsar_main(argv: list[str]) -> int:
         elif args.subject == "-":
             subject = sys.stdin.readline().strip()
         else:
-            parser.error("give the subject identifier on standard input (--subject -) or in a file (--subject-file)")
+            parser.error("give the subject identifier on standard input (--subject -) or in a file (--subject_file)")
         print(
             dsar.open_request(
-                cp, _keys(args), _actor(args), args.tenant or "", args.kind or "", args.subject_kind or "", subject
+                cp, open_keys(args), actor_of(args), args.tenant or "", args.kind or "", args.subject_kind or "",
+                subject,
             )
         )
     elif args.action == "confirm-identity":
-        dsar.confirm_identity(cp, _actor(args), args.request or "", args.method or "")
+        dsar.confirm_identity(cp, actor_of(args), args.request or "", args.method or "")
     elif args.action == "run":
         if not args.output:
             parser.error("run needs --output")
-        passphrase = _passphrase(args.passphrase_file) if dsar.get(cp, args.request or "").kind == "export" else None
+        bundle_pass = passphrase(args.passphrase_file) if dsar.get(cp, args.request or "").kind == "export" else None
         changes = dict(item.split("=", 1) for item in args.set)
         print(
             json.dumps(
                 dsar.execute(
-                    cp, _keys(args), args.output, _actor(args), args.request or "", args.out, passphrase, changes
+                    cp, open_keys(args), args.output, actor_of(args), args.request or "", args.out, bundle_pass, changes
                 ),
                 sort_keys=True,
             )
@@ -312,7 +269,7 @@ def dsar_main(argv: list[str]) -> int:
 
 def audit_main(argv: list[str]) -> int:
     """``ccpipe audit verify [--against HEAD] | head [--out HEAD] | list | anchor --actor NAME --reason WHY``."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="ccpipe audit",
         description="The keyed, hash-chained audit log. 'head' exports a signed head (seq, hash, MAC) to keep "
         "outside the database; 'verify --against HEAD' also fails when the log was cut short or rewritten "
@@ -325,13 +282,13 @@ def audit_main(argv: list[str]) -> int:
     parser.add_argument("--out", metavar="HEAD_FILE", help="head: write the signed head here (default: stdout)")
     parser.add_argument("--actor", help="anchor: the operator who anchors (recorded in the audit log)")
     parser.add_argument("--reason", help="anchor: why (recorded in the audit log)")
-    _common(parser, actor=False)
+    common(parser, actor=False)
     args = parser.parse_args(argv)
     if args.action == "anchor" and not (args.actor and args.reason):
         parser.error("anchor needs --actor and --reason")
-    cp = _open(args)
+    cp = open_store(args)
     if args.keystore or args.master_key_file or args.kms:
-        cp.keys = _keys(args)  # the audit key's key manager; default: the keystore under $CCPIPE_HOME
+        cp.keys = open_keys(args)  # the audit key's key manager; default: the keystore under $CCPIPE_HOME
     if args.action == "list":
         for e in audit.entries(cp):
             print(
@@ -375,15 +332,7 @@ def audit_main(argv: list[str]) -> int:
     return 0
 
 
-def transparency_main(argv: list[str]) -> int:
-    """``ccpipe transparency ...``."""
-    from ccpipe.transparency.cli import main
-
-    return main(argv)
-
-
 COMMANDS = {
-    "transparency": transparency_main,
     "tenants": tenants_main,
     "keys": keys_main,
     "grants": grants_main,

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import sys
 from pathlib import Path
 
-from ccpipe.cli_governance import _actor, _common, _keys, _open
+from ccpipe.cli.common import Parser, actor_of, common, open_keys, open_store
 from ccpipe.transparency import fixtures, ledger, report
 
 
 def main(argv: list[str]) -> int:
     """Dispatch the transparency sub-commands."""
-    parser = argparse.ArgumentParser(prog="ccpipe transparency", description=ledger.__doc__.split("\n\n")[0])
+    parser = Parser(prog="ccpipe transparency", description=ledger.__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="action", required=True)
 
     add = sub.add_parser("add", help="record a received request")
@@ -23,7 +22,7 @@ def main(argv: list[str]) -> int:
     add.add_argument("--tenant", action="append", required=True)
     add.add_argument("--category", action="append", required=True, choices=ledger.CATEGORIES)
     add.add_argument("--scope", required=True)
-    add.add_argument("--received-at", required=True, help="RFC 3339 with offset")
+    add.add_argument("--received_at", required=True, help="RFC 3339 with offset")
     add.add_argument("--emergency", action="store_true")
     add.add_argument("--justification")
 
@@ -35,17 +34,17 @@ def main(argv: list[str]) -> int:
     decide = sub.add_parser("decide", help="record the decision")
     decide.add_argument("--request", required=True)
     decide.add_argument("--decision", required=True, choices=ledger.DECISIONS)
-    decide.add_argument("--scope-disclosed")
+    decide.add_argument("--scope_disclosed")
     decide.add_argument("--disclosure", action="append", default=[], help="completed export request id")
 
     disclose = sub.add_parser("disclose", help="export one subject's data for a request (encrypted)")
     disclose.add_argument("--request", required=True)
     disclose.add_argument("--tenant", required=True)
-    disclose.add_argument("--subject-kind", required=True)
+    disclose.add_argument("--subject_kind", required=True)
     disclose.add_argument("--subject", required=True, help="'-' reads it from stdin")
     disclose.add_argument("--output", required=True, help="sink root")
     disclose.add_argument("--out", required=True, help="bundle file")
-    disclose.add_argument("--passphrase-file", required=True)
+    disclose.add_argument("--passphrase_file", required=True)
 
     notify = sub.add_parser("notify", help="record the customer notification or its prohibition")
     notify.add_argument("--request", required=True)
@@ -63,7 +62,7 @@ def main(argv: list[str]) -> int:
     rep.add_argument("--period", required=True, help="e.g. 2026H1")
     rep.add_argument("--format", choices=["html", "csv", "json"], default="html")
     rep.add_argument("--draft", action="store_true", help="allow a period still under embargo (marked DRAFT)")
-    rep.add_argument("--as-of", help="ISO date to judge the embargo by (default now)")
+    rep.add_argument("--as_of", help="ISO date to judge the embargo by (default now)")
     rep.add_argument("--out", help="file (default stdout)")
 
     fx = sub.add_parser("fixtures", help="generate a realistic ledger (performs real, encrypted disclosures)")
@@ -73,16 +72,16 @@ def main(argv: list[str]) -> int:
     fx.add_argument("--count", type=int, default=40)
 
     for p in (add, auth, decide, disclose, notify, close, fx):
-        _common(p)
+        common(p)
     for p in (rep, sub.choices["list"]):
-        _common(p, actor=False)
+        common(p, actor=False)
     args = parser.parse_args(argv)
-    cp = _open(args)
+    cp = open_store(args)
     if args.action == "add":
         print(
             ledger.add(
                 cp,
-                _actor(args),
+                actor_of(args),
                 agency=args.agency,
                 country=args.country,
                 request_type=args.type,
@@ -95,11 +94,11 @@ def main(argv: list[str]) -> int:
             )
         )
     elif args.action == "authority":
-        ledger.check_authority(cp, _actor(args), args.request, args.valid == "yes", args.notes)
+        ledger.check_authority(cp, actor_of(args), args.request, args.valid == "yes", args.notes)
     elif args.action == "decide":
         ledger.decide(
             cp,
-            _actor(args),
+            actor_of(args),
             args.request,
             args.decision,
             scope_disclosed=args.scope_disclosed,
@@ -111,9 +110,9 @@ def main(argv: list[str]) -> int:
         print(
             ledger.disclose(
                 cp,
-                _keys(args),
+                open_keys(args),
                 args.output,
-                _actor(args),
+                actor_of(args),
                 args.request,
                 args.tenant,
                 args.subject_kind,
@@ -125,7 +124,7 @@ def main(argv: list[str]) -> int:
     elif args.action == "notify":
         ledger.notify(
             cp,
-            _actor(args),
+            actor_of(args),
             args.request,
             notified_at=args.at,
             prohibited=args.prohibited,
@@ -133,7 +132,7 @@ def main(argv: list[str]) -> int:
             challenged=args.challenged,
         )
     elif args.action == "close":
-        ledger.close(cp, _actor(args), args.request)
+        ledger.close(cp, actor_of(args), args.request)
     elif args.action == "list":
         for r in ledger.list_all(cp):
             print(
@@ -151,6 +150,7 @@ def main(argv: list[str]) -> int:
         else:
             sys.stdout.write(text)
     elif args.action == "fixtures":
-        ids = fixtures.generate(cp, _keys(args), args.output, Path(args.bundles), args.seed, args.count, _actor(args))
+        ids = fixtures.generate(cp, open_keys(args), args.output, Path(args.bundles), args.seed, args.count,
+                                actor_of(args))
         print(f"added {len(ids)} government requests")
     return 0
