@@ -60,7 +60,17 @@ class Parser(argparse.ArgumentParser):
         return super().parse_known_args([canonical_flag(a, known) for a in args], namespace)
 
     def parse_args(self, args=None, namespace=None):
-        """Parse; an unknown flag is an error that names the nearest valid one."""
+        """Parse; an unknown flag is an error that names the nearest valid one.
+
+        Flags are checked before parsing: argparse would otherwise take an unknown flag's value for
+        a positional argument and report that instead ("invalid choice: 'sqlite:///x.db'").
+        """
+        args = list(sys.argv[1:] if args is None else args)
+        known = _all_options(self)
+        for token in args[: args.index("--")] if "--" in args else args:
+            flag = canonical_flag(token, known).split("=", 1)[0]
+            if flag.startswith("--") and flag not in known:
+                self.error(f"unrecognized argument {token.split('=', 1)[0]!r}{nearest(token, known)}")
         parsed, unknown = self.parse_known_args(args, namespace)
         if unknown:
             flag = next((u for u in unknown if u.startswith("-")), unknown[0])

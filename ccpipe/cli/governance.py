@@ -23,6 +23,7 @@ from ccpipe.cli.common import (
     open_store,
     passphrase,
     require_actor,
+    table,
 )
 from ccpipe.controlplane import access, audit, dsar, keys, retention, tenants_repo
 
@@ -59,10 +60,10 @@ def tenants_main(argv: list[str]) -> int:
             parser.error("import needs a FILE")
         n = tenants_repo.import_tenants(cp, load_tenants(args.file).values(), audit.Actor(args.actor, "operator"))
         print(f"imported {n} tenants")
-    print(f"{'TENANT':<16} {'REGION':<6} {'STATUS':<10} {'TERMINATED_AT':<26} {'SUBPROCESSORS':<40} NAME")
-    for t in tenants_repo.load(cp).values():
-        opted = ",".join(n for n, on in t.subprocessors if on) or "-"
-        print(f"{t.tenant_id:<16} {t.region:<6} {t.status:<10} {t.terminated_at or '':<26} {opted:<40} {t.name}")
+    print(table(["TENANT", "REGION", "STATUS", "TERMINATED_AT", "SUBPROCESSORS", "NAME"],
+                [[t.tenant_id, t.region, t.status, t.terminated_at or "",
+                  ",".join(n for n, on in t.subprocessors if on) or "-", t.name]
+                 for t in tenants_repo.load(cp).values()]))
     return 0
 
 
@@ -113,8 +114,8 @@ def keys_main(argv: list[str]) -> int:
             return 0
         if args.action == "init":
             print(f"keystore ready: {config.path} (key manager: {store.kms.url})")
-        for owner, purpose, version, state in store.versions():
-            print(f"{owner:<28} {purpose:<10} v{version:<3} {state}")
+        print(table(["OWNER", "PURPOSE", "VERSION", "STATE"],
+                    [[owner, purpose, f"v{version}", state] for owner, purpose, version, state in store.versions()]))
         for owner, action, keep_from in store.pending_kek_jobs():
             print(f"pending KEK {action} of {owner} (keep from v{keep_from}): run 'ccpipe keys init' to finish it")
         return 0
@@ -139,12 +140,12 @@ def grants_main(argv: list[str]) -> int:
         print(access.add_grant(cp, actor_of(args), args.tenant, args.grantee, args.days, args.reason))
     elif args.action == "revoke":
         access.revoke_grant(cp, actor_of(args), args.grant_id)
-    for row in cp.query(
+    rows = cp.query(
         "SELECT grant_id, tenant_id, grantee, granted_by, expires_at, revoked_at FROM grants "
         "WHERE (? IS NULL OR tenant_id = ?) ORDER BY created_at",
         (args.tenant, args.tenant),
-    ):
-        print(" ".join(str(x) for x in row))
+    )
+    print(table(["GRANT", "TENANT", "GRANTEE", "GRANTED_BY", "EXPIRES_AT", "REVOKED_AT"], [list(r) for r in rows]))
     return 0
 
 
@@ -262,8 +263,9 @@ def dsar_main(argv: list[str]) -> int:
             )
         )
     else:
-        for r in dsar.list_requests(cp, args.tenant):
-            print(f"{r.request_id} {r.tenant_id:<14} {r.kind:<13} {r.status:<18} due {r.due_at[:10]}")
+        print(table(["REQUEST", "TENANT", "KIND", "STATUS", "DUE"],
+                    [[r.request_id, r.tenant_id, r.kind, r.status, r.due_at[:10]]
+                     for r in dsar.list_requests(cp, args.tenant)]))
     return 0
 
 
@@ -290,11 +292,9 @@ def audit_main(argv: list[str]) -> int:
     if args.keystore or args.master_key_file or args.kms:
         cp.keys = open_keys(args)  # the audit key's key manager; default: the keystore under $CCPIPE_HOME
     if args.action == "list":
-        for e in audit.entries(cp):
-            print(
-                f"{e['seq']:>5} {e['at']} {e['actor']:<12} {e['role']:<14} {e['action']:<16} "
-                f"{e['tenant_id'] or '':<14} {e['target'] or ''} {e['outcome']}"
-            )
+        print(table(["SEQ", "AT", "ACTOR", "ROLE", "ACTION", "TENANT", "TARGET", "OUTCOME"],
+                    [[e["seq"], e["at"], e["actor"], e["role"], e["action"], e["tenant_id"], e["target"],
+                      e["outcome"]] for e in audit.entries(cp)]))
         return 0
     if args.action == "anchor":
         seq = audit.anchor(cp, audit.Actor(args.actor, "operator"), args.reason)
