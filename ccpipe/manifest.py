@@ -32,9 +32,12 @@ def build_manifest(
     dl_regions: dict[str, int] = {}
     keys: set[str] = set()
     files = 0
+    paths: list[str] = []
     flow_rows: dict[str, dict[str, int]] = {}
     for r in results:
         files += 1
+        if r.path:
+            paths.append(r.path)
         if r.dataset in FLOW_OF_DATASET:  # a permitted flow to its own sink: listed apart, never a record
             flow_rows.setdefault(FLOW_OF_DATASET[r.dataset], {}).setdefault(r.region, 0)
             flow_rows[FLOW_OF_DATASET[r.dataset]][r.region] += r.rows
@@ -66,6 +69,7 @@ def build_manifest(
         "dead_letters_by_region": dict(sorted(dl_regions.items())),
         "key_versions_used": sorted(keys),
         "files_written": files,
+        "files": sorted(paths),
         "flows": _flows(flow_rows, (extra or {}).get("flow_opt_ins", {})),
     }
 
@@ -91,12 +95,19 @@ def dumps(manifest: dict[str, Any]) -> str:
     return json.dumps(manifest, indent=2, sort_keys=False) + "\n"
 
 
+def _chat_note(manifest: dict[str, Any]) -> str:
+    """Records count a chat conversation once; say how many message rows that is (what a row query counts)."""
+    messages = sum(per.get("chat_messages", 0) for per in manifest["rows_written_by_region"].values())
+    chats = sum(per.get("chat_messages", 0) for per in manifest["records_written_by_region"].values())
+    return f"  (a chat is one record: {chats} chats = {messages} message rows)" if chats else ""
+
+
 def summary(manifest: dict[str, Any], manifest_path: str) -> str:
     """A one-screen, human summary of a run."""
     lines = [
         f"run {manifest['run_id']}: {'RECONCILED' if manifest['reconciled'] else 'NOT RECONCILED'}",
         f"  records read        {manifest['records_read']:>9}  from {len(manifest['inputs'])} input file(s)",
-        f"  records written     {manifest['records_written']:>9}",
+        f"  records written     {manifest['records_written']:>9}{_chat_note(manifest)}",
         f"  records dead-letter {manifest['records_dead_lettered']:>9}",
         "  written by region:",
     ]

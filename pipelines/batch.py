@@ -186,8 +186,10 @@ def run(config: BatchConfig, options: PipelineOptions) -> dict:
     path = manifest_path(config.sinks.default_root, config.run_id)
     started = time.time()
     try:
-        with beam.Pipeline(options=options) as pipeline:
-            build(pipeline, config, extra)
+        pipeline = beam.Pipeline(options=options)
+        build(pipeline, config, extra)
+        result = pipeline.run()
+        result.wait_until_finish()
     except Exception as err:
         # A failed run (a full disk, a key manager gone, a worker killed) reports no manifest: one
         # written by this run before the failure (e.g. the disk filled up while writing it) is removed.
@@ -197,7 +199,56 @@ def run(config: BatchConfig, options: PipelineOptions) -> dict:
             f"written so far): {_cause(err)}"
         ) from err
     with FileSystems.open(path) as handle:
-        return json.loads(handle.read())
+        manifest = json.loads(handle.read())
+    _write_metrics(config.sinks.default_root, config.run_id, result, time.time() - started)
+    return manifest
+
+
+def metrics_path(root: str, run_id: str) -> str:
+    """Where a run's Beam metrics are kept, beside its report: ``<root>/_reports/<run_id>.metrics.json``."""
+    return FileSystems.join(root, "_reports", f"{run_id}.metrics.json")
+
+
+def _write_metrics(root: str, run_id: str, result, seconds: float) -> None:
+    """Save the run's Beam counters and distributions (names and numbers only, never values).
+
+    A runner that keeps no metrics (or fails to report them) leaves an empty list: the run itself
+    succeeded, and the report says what it lacks.
+    """
+    import json
+
+    counters, distributions = [], []
+    try:
+        queried = result.metrics().query()
+    except Exception as err:  # noqa: BLE001 - e.g. a runner without metrics support
+        _LOG.warning("run %s: the runner reported no metrics (%s)", run_id, type(err).__name__)
+        queried = {}
+    for item in queried.get("counters", []):
+        value = item.committed if item.committed is not None else item.attempted
+        counters.append({"step": item.key.step, "namespace": item.key.metric.namespace,
+                         "name": item.key.metric.name, "value": int(value or 0)})
+    for item in queried.get("distributions", []):
+        value = item.committed if item.committed is not None else item.attempted
+        if value is None:
+            continue
+        distributions.append({"step": item.key.step, "namespace": item.key.metric.namespace,
+                              "name": item.key.metric.name, "count": value.count, "sum": value.sum,
+                              "min": value.min, "max": value.max})
+    try:  # per-transform execution time: FnApiRunner's monitoring infos (a runner without them: none)
+        monitored = result.monitoring_metrics().query()
+    except Exception:  # noqa: BLE001 - the report then says time per stage is not recorded
+        monitored = {}
+    for item in monitored.get("counters", []):
+        if item.key.step and item.key.metric.name.endswith("ptransform_execution_time:total_msecs:v1"):
+            value = item.committed if item.committed is not None else item.attempted
+            counters.append({"step": item.key.step, "namespace": "beam",
+                             "name": "ptransform_execution_time:total_msecs", "value": int(value or 0)})
+    doc = {"run_id": run_id, "seconds": round(seconds, 3), "counters": counters, "distributions": distributions}
+    path = metrics_path(root, run_id)
+    if "://" not in root:  # object stores have no folders to create
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    with FileSystems.create(path) as handle:
+        handle.write(json.dumps(doc, indent=1, sort_keys=True).encode())
 
 
 class RunFailedError(CcpipeError):

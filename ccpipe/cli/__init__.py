@@ -42,7 +42,7 @@ COMMANDS = {
     "batch": "ccpipe.cli.batch:main",
     "stream": "ccpipe.cli.stream:main",
     "eval-pii": "ccpipe.pii.evaluate:main",
-    "report": "ccpipe.cli_report:main",
+    "report": "ccpipe.cli.report:main",
     "graph": "ccpipe.cli.graph:main",
     "transparency": "ccpipe.cli.transparency:main",
     **{name: f"ccpipe.cli.governance:{name}_main"

@@ -1,0 +1,196 @@
+"""Where a run's report reads from and writes to, through Beam's file systems (local or any URI).
+
+Reads: the manifest (``<root>/_manifests/<run_id>.json``), the Beam metrics saved by the batch run
+(``<root>/_reports/<run_id>.metrics.json``) and the run's Parquet part files. Writes: the report and
+its JSON twin under ``<root>/_reports/``, each through a hidden temporary file and a rename.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from ccpipe.errors import CcpipeError
+
+_PART = re.compile(r"region=([^/\\]+)[/\\]dataset=([^/\\]+)[/\\][^/\\]+[/\\]part-[^/\\]+\.parquet$")
+
+
+class ReportError(CcpipeError):
+    """A run's report cannot be built: its manifest is missing or unreadable, or a file cannot be read."""
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    """Where a run's report was written: the HTML page and its JSON twin."""
+
+    html: str
+    json: str
+
+
+@dataclass(frozen=True)
+class RunFile:
+    """One Parquet part file of a run."""
+
+    region: str
+    dataset: str
+    path: str
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """The run's part files, and how they were told apart from other runs' (stated in the report)."""
+
+    files: tuple[RunFile, ...]
+    method: str
+
+    def of(self, dataset: str) -> list[RunFile]:
+        """The files of one dataset, in path order."""
+        return [f for f in self.files if f.dataset == dataset]
+
+
+def manifest_path(root: str, run_id: str) -> str:
+    """``<root>/_manifests/<run_id>.json`` (as transforms.manifest writes it)."""
+    return FileSystems.join(root, "_manifests", f"{run_id}.json")
+
+
+def metrics_path(root: str, run_id: str) -> str:
+    """``<root>/_reports/<run_id>.metrics.json`` (as pipelines.batch writes it)."""
+    return FileSystems.join(root, "_reports", f"{run_id}.metrics.json")
+
+
+def report_paths(root: str, run_id: str) -> ReportPaths:
+    """``<root>/_reports/<run_id>.html`` and ``.json``."""
+    return ReportPaths(
+        html=FileSystems.join(root, "_reports", f"{run_id}.html"),
+        json=FileSystems.join(root, "_reports", f"{run_id}.json"),
+    )
+
+
+def _exists(path: str) -> bool:
+    try:
+        return FileSystems.exists(path)
+    except Exception:  # noqa: BLE001 - a file system that cannot tell: treat as absent
+        return False
+
+
+def _mtime(path: str) -> float | None:
+    try:
+        found = FileSystems.match([path])[0].metadata_list
+    except Exception:  # noqa: BLE001 - Beam raises when nothing matches
+        return None
+    return found[0].last_updated_in_seconds if found else None
+
+
+def read_json(path: str) -> dict[str, Any] | None:
+    """A JSON object file, or None when the file does not exist; ReportError when it is not JSON."""
+    if not _exists(path):
+        return None
+    try:
+        with FileSystems.open(path) as handle:
+            data = json.loads(handle.read())
+    except (OSError, ValueError) as err:
+        raise ReportError(f"{path} is not readable as JSON: {type(err).__name__}") from None
+    if not isinstance(data, dict):
+        raise ReportError(f"{path} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+def load_manifest(root: str, run_id: str) -> dict[str, Any]:
+    """The run's manifest; ReportError naming the path when there is none."""
+    if not run_id or "/" in run_id or "\\" in run_id:
+        raise ReportError(f"run_id {run_id!r} must be a non-empty name without '/'")
+    path = manifest_path(root, run_id)
+    manifest = read_json(path)
+    if manifest is None:
+        raise ReportError(f"no manifest for run {run_id!r} at {path}: was the run written to --output {root}?")
+    for key in ("run_id", "records_read", "records_written", "records_dead_lettered"):
+        if key not in manifest:
+            raise ReportError(f"manifest {path} has no {key!r}: not a run manifest")
+    return manifest
+
+
+def _part_file(path: str) -> RunFile | None:
+    m = _PART.search(path)
+    return RunFile(m.group(1), m.group(2), path) if m else None
+
+
+def _parse_time(text: str) -> float | None:
+    try:
+        return _dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def run_files(root: str, run_id: str, manifest: dict[str, Any]) -> RunFiles:
+    """The part files the run wrote.
+
+    Exact when the manifest lists them (``files``); otherwise the part files under the default root
+    last written between the run's start and its manifest (a later run that rewrote the same files
+    takes them), or, for a manifest without a start time, every part file under the root.
+    """
+    listed = manifest.get("files")
+    if isinstance(listed, list):
+        found = [_part_file(str(p)) for p in listed]
+        return RunFiles(tuple(sorted((f for f in found if f), key=lambda f: f.path)), "listed by the manifest")
+    pattern = FileSystems.join(root, "region=*", "dataset=*", "*", "part-*.parquet")
+    try:
+        matches = FileSystems.match([pattern])[0].metadata_list
+    except Exception:  # noqa: BLE001 - Beam raises when nothing matches
+        matches = []
+    started = _parse_time(str(manifest.get("started_at", "")))
+    ended = _mtime(manifest_path(root, run_id))
+    if started is None or ended is None:
+        chosen = matches
+        method = "every part file under the output root (the manifest records no start time)"
+    else:
+        chosen = [m for m in matches if started - 1 <= m.last_updated_in_seconds <= ended + 1]
+        method = ("part files under the output root written between the run's start and its manifest "
+                  "(the manifest lists no files)")
+    found = [_part_file(m.path) for m in chosen]
+    return RunFiles(tuple(sorted((f for f in found if f), key=lambda f: f.path)), method)
+
+
+def read_table(path: str, columns: list[str]) -> pa.Table:
+    """Some columns of one Parquet file (those it has); ReportError naming the file when unreadable."""
+    try:
+        with FileSystems.open(path) as handle:
+            data = handle.read()
+        parquet = pq.ParquetFile(io.BytesIO(data))
+        present = [c for c in columns if c in parquet.schema_arrow.names]
+        return parquet.read(columns=present)
+    except (OSError, pa.ArrowException) as err:
+        raise ReportError(f"cannot read the part file {path}: {type(err).__name__}") from None
+
+
+def write_atomically(path: str, data: bytes) -> None:
+    """Write through a hidden temporary file and a rename: never a partial report under its name."""
+    folder = FileSystems.split(path)[0]
+    if "://" not in path:
+        import os
+
+        os.makedirs(folder, exist_ok=True)
+    temp = FileSystems.join(folder, f".tmp-{uuid.uuid4().hex}.inprogress")
+    try:
+        with FileSystems.create(temp, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            handle.write(data)
+        try:
+            FileSystems.rename([temp], [path])  # replaces an existing report atomically (POSIX, object stores)
+        except Exception:  # noqa: BLE001 - file systems whose rename refuses an existing destination
+            if not _exists(path):
+                raise
+            FileSystems.delete([path])
+            FileSystems.rename([temp], [path])
+    except BaseException:
+        if _exists(temp):
+            FileSystems.delete([temp])
+        raise
