@@ -75,8 +75,8 @@ def inputs(corpus: Path) -> dict[str, dict]:
 
 def test_migrations_are_versioned(control_plane_url):
     cp = open_control_plane(control_plane_url)
-    assert current_version(cp) == 4
-    assert [r[0] for r in cp.query("SELECT version FROM schema_migrations ORDER BY version")] == [1, 2, 3, 4]
+    assert current_version(cp) == 5
+    assert [r[0] for r in cp.query("SELECT version FROM schema_migrations ORDER BY version")] == [1, 2, 3, 4, 5]
     from ccpipe.controlplane.migrations import migrate
 
     assert migrate(cp) == []

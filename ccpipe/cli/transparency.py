@@ -1,13 +1,69 @@
-"""``ccpipe transparency``: maintain the government request ledger and produce the report."""
+"""``ccpipe transparency``: maintain the government request ledger and produce the report.
+
+``fixtures`` makes a demo ledger: it writes only to its own control plane (default
+``<output>/_demo/control.db``) and under ``<output>/_demo/bundles/``, and refuses a control plane
+whose ledger holds real requests, or the default one under ``$CCPIPE_HOME``.
+"""
 
 from __future__ import annotations
 
-import datetime as _dt
+import argparse
+import os
 import sys
 from pathlib import Path
 
-from ccpipe.cli.common import Parser, actor_of, common, open_keys, open_store
+from ccpipe.cli.common import Parser, actor_of, as_of, common, keystore_config, open_keys, open_store
+from ccpipe.errors import ConfigError
 from ccpipe.transparency import fixtures, ledger, report
+
+PROVIDER_ENV = "CCPIPE_PROVIDER"
+
+
+def _sqlite_path(url: str) -> Path | None:
+    if url.startswith(("postgresql://", "postgres://")):
+        return None
+    return Path(url.removeprefix("sqlite:///")).expanduser().resolve()
+
+
+def _fixtures(args: argparse.Namespace) -> int:
+    """``transparency fixtures``: a demo ledger in its own control plane, bundles under the output root."""
+    from ccpipe.controlplane import tenants_repo
+    from ccpipe.controlplane.db import default_url, open_control_plane
+    from ccpipe.keystore import prepare_sqlite_url
+    from ccpipe.tenants import load_tenants
+
+    actor = actor_of(args)
+    root = Path(args.output)
+    if not root.is_dir():
+        raise ConfigError(f"--output {args.output!r} is not a folder: give the pipeline output root with call records")
+    if args.count < 1:
+        raise ConfigError(f"--count {args.count} must be at least 1")
+    url = args.control_plane or fixtures.demo_control_plane_url(root)
+    if _sqlite_path(url) is not None and _sqlite_path(url) == _sqlite_path(default_url()):
+        raise ConfigError(
+            f"--control_plane {url!r} is the default control plane of $CCPIPE_HOME; demo requests go to their own "
+            "(omit --control_plane for OUTPUT/_demo/control.db)"
+        )
+    if not args.control_plane:
+        fixtures.private_dir(fixtures.demo_dir(root))
+    prepare_sqlite_url(url)
+    cp = open_control_plane(url, keys=keystore_config(args))
+    try:
+        ledger.require_demo_ledger(cp)
+        if args.tenants:
+            tenants_repo.import_tenants(cp, load_tenants(args.tenants).values(), actor)
+        elif not tenants_repo.load(cp):
+            raise ConfigError(
+                f"--tenants is required: the demo control plane {url} has no tenants yet (give the tenants registry "
+                "the batch run used)"
+            )
+        ids = fixtures.generate(cp, open_keys(args), str(root), seed=args.seed, count=args.count, actor=actor)
+    finally:
+        cp.close()
+    print(f"added {len(ids)} demo government requests to {url}")
+    print(f"disclosure bundles, each with its passphrase file (0600): {fixtures.bundles_dir(root)}")
+    print(f"report: ccpipe transparency report --control_plane {url} --period 2026H1 --provider NAME --draft")
+    return 0
 
 
 def main(argv: list[str]) -> int:
@@ -60,14 +116,23 @@ def main(argv: list[str]) -> int:
 
     rep = sub.add_parser("report", help="the semiannual report")
     rep.add_argument("--period", required=True, help="e.g. 2026H1")
+    rep.add_argument(
+        "--provider",
+        default=os.environ.get(PROVIDER_ENV),
+        help=f"the provider's name shown in the report (default ${PROVIDER_ENV})",
+    )
     rep.add_argument("--format", choices=["html", "csv", "json"], default="html")
     rep.add_argument("--draft", action="store_true", help="allow a period still under embargo (marked DRAFT)")
     rep.add_argument("--as_of", help="ISO date to judge the embargo by (default now)")
     rep.add_argument("--out", help="file (default stdout)")
 
-    fx = sub.add_parser("fixtures", help="generate a realistic ledger (performs real, encrypted disclosures)")
+    fx = sub.add_parser(
+        "fixtures",
+        help="generate a demo ledger in its own control plane (default OUTPUT/_demo/control.db); performs real, "
+        "encrypted disclosures into OUTPUT/_demo/bundles/",
+    )
     fx.add_argument("--output", required=True, help="pipeline output root holding call records")
-    fx.add_argument("--bundles", default="transparency-bundles", help="folder for the disclosure bundles")
+    fx.add_argument("--tenants", help="tenants registry of the batch run (imported into the demo control plane)")
     fx.add_argument("--seed", type=int, default=1)
     fx.add_argument("--count", type=int, default=40)
 
@@ -76,6 +141,10 @@ def main(argv: list[str]) -> int:
     for p in (rep, sub.choices["list"]):
         common(p, actor=False)
     args = parser.parse_args(argv)
+    if args.action == "fixtures":
+        return _fixtures(args)
+    if args.action == "report" and not args.provider:
+        raise ConfigError(f"--provider is required (or set ${PROVIDER_ENV}): the provider's name shown in the report")
     cp = open_store(args)
     if args.action == "add":
         print(
@@ -138,19 +207,15 @@ def main(argv: list[str]) -> int:
             print(
                 f"{r.request_id} {r.received_utc[:10]} {r.country} {r.request_type:<17} {r.decision or 'pending':<22} "
                 f"{'notified' if r.notified_at else 'prohibited' if r.notification_prohibited else 'not notified':<13}"
-                f" {r.status}{' EMERGENCY' if r.emergency else ''}"
+                f" {r.status}{' EMERGENCY' if r.emergency else ''}{' DEMO' if r.demo else ''}"
             )
     elif args.action == "report":
-        as_of = _dt.datetime.fromisoformat(args.as_of) if args.as_of else _dt.datetime.now(_dt.UTC)
-        as_of = as_of if as_of.tzinfo else as_of.replace(tzinfo=_dt.UTC)
-        data = report.build(ledger.list_all(cp), report.Period.parse(args.period), as_of, args.draft)
+        data = report.build(
+            ledger.list_all(cp), report.Period.parse(args.period), as_of(args.as_of), args.draft, provider=args.provider
+        )
         text = {"html": report.to_html, "csv": report.to_csv, "json": report.to_json}[args.format](data)
         if args.out:
             Path(args.out).write_text(text, encoding="utf-8")
         else:
             sys.stdout.write(text)
-    elif args.action == "fixtures":
-        ids = fixtures.generate(cp, open_keys(args), args.output, Path(args.bundles), args.seed, args.count,
-                                actor_of(args))
-        print(f"added {len(ids)} government requests")
     return 0

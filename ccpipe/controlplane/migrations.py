@@ -78,12 +78,17 @@ _V3 = ["ALTER TABLE audit_log ADD COLUMN key_version INTEGER"]
 _V4 = ["CREATE TABLE sink_roots (root TEXT PRIMARY KEY, first_run TEXT NOT NULL, last_run TEXT NOT NULL, "
        "last_at TEXT NOT NULL)"]
 
+# Version 5 marks made-up government requests (``ccpipe transparency fixtures``) as demo entries, so a
+# ledger holding real requests is never mixed with demo ones and a demo report says what it is.
+_V5 = ["ALTER TABLE gov_requests ADD COLUMN demo INTEGER NOT NULL DEFAULT 0"]
+
 MIGRATIONS: list[tuple[int, str, dict[str, list[str]]]] = [
     (1, "tenants, grants, key events, data-subject requests, restrictions, audit log",
      {"sqlite": _SQLITE_V1, "postgresql": _POSTGRES_V1}),
     (2, "government data-request ledger", {"sqlite": _V2, "postgresql": _V2}),
     (3, "keyed audit chain: key version of each entry", {"sqlite": _V3, "postgresql": _V3}),
     (4, "sink roots written by pipeline runs", {"sqlite": _V4, "postgresql": _V4}),
+    (5, "demo marker of government requests made by the fixtures", {"sqlite": _V5, "postgresql": _V5}),
 ]
 
 

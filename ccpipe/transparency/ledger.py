@@ -14,6 +14,10 @@ Rules enforced here (each refusal raises LedgerRuleError before anything is writ
 
 Every change is audited. Times are stored as given (with their offset) and in UTC; periods are
 counted in UTC.
+
+Made-up requests (``ccpipe transparency fixtures``) are stored with ``demo`` set. A ledger holds
+either real requests or demo ones, never both: adding a demo request to a ledger that holds real
+ones, or a real request to a ledger that holds demo ones, is refused (``DemoLedgerError``).
 """
 
 from __future__ import annotations
@@ -41,6 +45,10 @@ class LedgerRuleError(CcpipeError):
     """A step would break one of the ledger's rules; nothing was recorded."""
 
 
+class DemoLedgerError(LedgerRuleError):
+    """Demo (made-up) and real requests would be mixed in one ledger; nothing was recorded."""
+
+
 @dataclass(frozen=True)
 class GovRequest:
     """One ledger entry."""
@@ -66,12 +74,14 @@ class GovRequest:
     prohibition_basis: str | None
     prohibition_challenged: bool
     status: str
+    demo: bool = False
 
 
 _COLUMNS = (
     "request_id, agency, country, request_type, tenant_ids, categories, scope_requested, received_at, received_utc, "
     "authority_valid, emergency, emergency_justification, decision, decided_at, scope_disclosed, "
-    "disclosure_request_ids, notified_at, notification_prohibited, prohibition_basis, prohibition_challenged, status"
+    "disclosure_request_ids, notified_at, notification_prohibited, prohibition_basis, prohibition_challenged, status, "
+    "demo"
 )
 
 
@@ -98,6 +108,7 @@ def _from_row(r: tuple) -> GovRequest:
         r[18],
         bool(r[19]),
         r[20],
+        bool(r[21]),
     )
 
 
@@ -112,6 +123,34 @@ def get(cp: ControlPlane, request_id: str) -> GovRequest:
 def list_all(cp: ControlPlane) -> list[GovRequest]:
     """Every entry, by receipt time (UTC)."""
     return [_from_row(r) for r in cp.query(f"SELECT {_COLUMNS} FROM gov_requests ORDER BY received_utc, request_id")]
+
+
+def entry_counts(cp: ControlPlane) -> tuple[int, int]:
+    """How many real and how many demo requests the ledger holds."""
+    rows = dict(cp.query("SELECT demo, COUNT(*) FROM gov_requests GROUP BY demo"))
+    return int(rows.get(0, 0)), int(rows.get(1, 0))
+
+
+def require_demo_ledger(cp: ControlPlane) -> None:
+    """DemoLedgerError unless the ledger is empty or holds demo requests only."""
+    real, _ = entry_counts(cp)
+    if real:
+        raise DemoLedgerError(
+            f"the control plane's ledger holds {real} real (non-demo) government requests; demo requests go "
+            "only to an empty or demo control plane (default OUTPUT/_demo/control.db)"
+        )
+
+
+def _require_same_kind(cp: ControlPlane, demo: bool) -> None:
+    if demo:
+        require_demo_ledger(cp)
+        return
+    made_up = entry_counts(cp)[1]
+    if made_up:
+        raise DemoLedgerError(
+            f"the control plane's ledger holds {made_up} demo government requests (made up by "
+            "'ccpipe transparency fixtures'); record real requests in the production control plane"
+        )
 
 
 def _timestamp(value: str | _dt.datetime | None, name: str) -> tuple[str, str]:
@@ -142,8 +181,9 @@ def add(
     received_at: str | _dt.datetime,
     emergency: bool = False,
     emergency_justification: str | None = None,
+    demo: bool = False,
 ) -> str:
-    """Record a newly received request; returns its id."""
+    """Record a newly received request; returns its id. ``demo``: a made-up request (fixtures)."""
     if actor.role != "operator":
         raise LedgerRuleError("only operators maintain the government request ledger")
     if not agency.strip() or not scope.strip():
@@ -165,10 +205,11 @@ def add(
     local, utc = _timestamp(received_at, "received_at")
     request_id = "gr-" + uuid.uuid4().hex[:12]
     with cp.transaction():
+        _require_same_kind(cp, demo)
         cp.execute(
             "INSERT INTO gov_requests (request_id, agency, country, request_type, tenant_ids, categories, "
-            "scope_requested, received_at, received_utc, emergency, emergency_justification, status) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open')",
+            "scope_requested, received_at, received_utc, emergency, emergency_justification, status, demo) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?)",
             (
                 request_id,
                 agency,
@@ -181,6 +222,7 @@ def add(
                 utc,
                 int(emergency),
                 emergency_justification,
+                int(demo),
             ),
         )
         audit.append(
@@ -188,7 +230,7 @@ def add(
             actor,
             "gov_request_add",
             target=request_id,
-            details={"type": request_type, "country": country.upper(), "emergency": emergency},
+            details={"type": request_type, "country": country.upper(), "emergency": emergency, "demo": demo},
         )
     return request_id
 
