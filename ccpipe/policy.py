@@ -6,7 +6,7 @@ region, its PII findings and the tenant's keys it decides, field by field, what 
 * identifiers (agent id, phone numbers, MAC, IP, username, email, names) -> keyed pseudonym, and
   the original as AES-256-GCM ciphertext where it must be recoverable;
 * free text (customer content) -> ciphertext + redacted copy + findings;
-* passwords -> scrypt hash only;
+* passwords -> Argon2id hash only (``crypto.hash_password``, once per registration row);
 * everything else (durations, versions, queue) as it is.
 """
 

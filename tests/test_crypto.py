@@ -53,9 +53,9 @@ def test_aad_fields_cannot_collide():
     assert crypto.field_aad("a|b", "c", "d", "e", "f") != crypto.field_aad("a", "b|c", "d", "e", "f")
 
 
-def test_password_hash_is_salted_scrypt():
+def test_password_hash_is_salted_argon2id_at_owasp_cost():
     first, second = crypto.hash_password("hunter2"), crypto.hash_password("hunter2")
-    assert first.startswith("scrypt$16384$8$1$")
+    assert first.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
     assert first != second
     assert "hunter2" not in first
     assert crypto.verify_password("hunter2", first)

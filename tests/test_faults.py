@@ -45,7 +45,7 @@ from ccpipe.tenants import load_tenants
 
 ROOT = Path(__file__).resolve().parents[1]
 # Columns that differ between two runs of the same input under the same keys by design: AES-GCM
-# nonces (every *_ciphertext), scrypt salts (password_hash).
+# nonces (every *_ciphertext), Argon2id salts (password_hash).
 RANDOMIZED = ("_ciphertext", "password_hash")
 STRUCTURED_NEVER_PLAIN = {"PHONE_NUMBER", "EMAIL_ADDRESS", "MAC_ADDRESS", "IP_ADDRESS", "CREDIT_CARD", "USERNAME",
                           "AGENT_ID", "PASSWORD", "DTMF"}

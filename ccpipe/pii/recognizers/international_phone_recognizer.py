@@ -31,6 +31,7 @@ PATTERNS = [
 ]
 CONTEXT = ["phone", "call", "mobile", "cell", "tel", "fax", "office", "desk", "reach", "number", "whatsapp"]
 _DIGITS = re.compile(r"\d")
+_SEPARATORS = re.compile(r"[ .\-/()]+")
 _ESCAPE = re.compile(r"\\[nrt,;]")
 _EXT = re.compile(r"(?i)[ ]?(?:x|ext\.?|extn\.?|extension|#)[ ]?\d{1,6}$")
 _CUE_BEFORE = re.compile(
@@ -71,7 +72,7 @@ class InternationalPhoneRecognizer(CcpipePatternRecognizer):
             digits = len(_DIGITS.findall(core))
             if not 6 <= digits <= 15 or _DATE.match(core) or _TIME.match(core) or _QUAD.match(core):
                 continue
-            separators = len(re.findall(r"[ .\-/()]+", core.strip("()")))
+            separators = len(_SEPARATORS.findall(core.strip("()")))
             prefixed = core.startswith(("+", "00", "("))
             cue = _CUE_BEFORE.search(text[max(0, r.start - 40) : r.start]) or _CUE_AFTER.match(text[end : end + 20])
             if cue:

@@ -98,6 +98,11 @@ class NationalIdRecognizer(CcpipePatternRecognizer):
     PATTERNS = PATTERNS
     CONTEXT = CONTEXT
 
+    def __init__(self, supported_language: str = "en") -> None:
+        """Build from the module constants, and compile every pattern once (without the base's flags)."""
+        super().__init__(supported_language)
+        self._compiled = [(pattern, regex.compile(pattern.regex)) for pattern in self.patterns]
+
     @staticmethod
     def precheck(text: str) -> bool:
         """Six digits at least (every format has them)."""
@@ -106,9 +111,9 @@ class NationalIdRecognizer(CcpipePatternRecognizer):
     def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None) -> list[RecognizerResult]:
         """Every pattern's matches, kept when their check passes (and their word is near, for bare numbers)."""
         out = []
-        for pattern in self.patterns:
+        for pattern, compiled in self._compiled:
             cue = _CUE.get(pattern.name)
-            for m in regex.finditer(pattern.regex, text):
+            for m in compiled.finditer(text):
                 if not _VALID[pattern.name](m.group()):
                     continue
                 if cue is not None and not cue.search(text[max(0, m.start() - 40) : m.start()]):

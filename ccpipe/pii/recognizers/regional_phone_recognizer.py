@@ -15,6 +15,11 @@ from presidio_analyzer import EntityRecognizer, RecognizerResult
 PATTERNS: list = []  # libphonenumber does the matching; no regex patterns
 CONTEXT = ["phone", "number", "call", "mobile", "cell", "tel", "ring", "reach", "whatsapp", "callback"]
 REGIONS = ("NL", "US", "GB", "SG", "HK", "AU", "BR")
+# libphonenumber compiles its metadata regexes on every use unless its pattern cache is on; re's own
+# cache (512 entries, shared with every other pattern of the process) keeps evicting them. The metadata
+# is fixed, so the cache is bounded.
+phonenumbers.enable_pattern_cache()
+
 _DIGITS = re.compile(r"\d")
 _DATE = re.compile(r"^\d{1,4}([./-])\d{1,2}\1\d{1,4}$")
 _ESCAPE = re.compile(r"\\[nrt,;]")
