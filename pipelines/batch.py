@@ -69,6 +69,8 @@ class BatchOptions(PipelineOptions):
         parser.add_argument("--model", default="en_core_web_sm", help="installed spaCy model for NER")
         parser.add_argument("--pii_config", help="PII configuration YAML: allow-lists, tenant id patterns, model")
         parser.add_argument("--shards", type=int, default=1, help="Parquet files per partition")
+        parser.add_argument("--max_rows_per_file", type=int, default=50_000,
+                            help="most rows in one Parquet file (a record's rows are never split)")
         parser.add_argument("--subprocessor_sink", action="append", default=[],
                             help="NAME=URI: sink root of a sub-processor hand-off (transcription, recording_archive, "
                             "email_service); written only for tenants that opted in")
@@ -154,10 +156,29 @@ def prepare_keys(tenants: tuple[Tenant, ...], sinks: SinkConfig, keystore: Keyst
 
 
 def pipeline_options(runner: str, workers: int, extra_flags: list[str] | None = None) -> PipelineOptions:
-    """Beam options for an explicit runner; local multi-process execution with ``workers`` > 1."""
+    """Beam options for an explicit runner; local multi-process execution with ``workers`` > 1.
+
+    ``DaskRunner`` (Beam's, on a dask.distributed cluster: ``--dask_client_address HOST:PORT`` or
+    ``--dask_scheduler_file``; without either Dask starts a local cluster) takes ``workers`` 1 only:
+    its workers are the cluster's ``dask worker`` processes (deploy/dask/README.md). Unless
+    ``--dask_npartitions`` or ``--dask_partition_size`` is given, each input range is its own Dask
+    partition (Dask's default of 128 elements would put a small run's every range in one partition,
+    on one worker).
+    """
     if workers < 1:
         raise ConfigError(f"workers {workers!r} must be at least 1")
     options = PipelineOptions(list(extra_flags or []))
+    dask_runner = "apache_beam.runners.dask.dask_runner.DaskRunner"  # Beam knows it by this name only
+    if runner in ("DaskRunner", dask_runner):
+        if workers != 1:
+            raise ConfigError(f"workers {workers!r} must be 1 with the DaskRunner: the cluster's dask worker "
+                              "processes are its workers (start more of them to scale out)")
+        from apache_beam.runners.dask.dask_runner import DaskOptions
+
+        dask = options.view_as(DaskOptions)
+        if dask.npartitions is None and dask.partition_size is None:
+            dask.partition_size = 1
+        runner = dask_runner
     options.view_as(StandardOptions).runner = runner
     if runner == "FnApiRunner" and workers > 1:
         direct = options.view_as(DirectOptions)
@@ -185,6 +206,7 @@ def run(config: BatchConfig, options: PipelineOptions) -> dict:
     extra = {"runner": runner, "started_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
     path = manifest_path(config.sinks.default_root, config.run_id)
     started = time.time()
+    result = None
     try:
         pipeline = beam.Pipeline(options=options)
         build(pipeline, config, extra)
@@ -198,6 +220,9 @@ def run(config: BatchConfig, options: PipelineOptions) -> dict:
             f"run {config.run_id} failed, no manifest written (re-running the same input replaces the files "
             f"written so far): {_cause(err)}"
         ) from err
+    finally:
+        if getattr(result, "client", None) is not None:  # Beam's DaskRunner leaves its dask Client open
+            result.client.close()
     with FileSystems.open(path) as handle:
         manifest = json.loads(handle.read())
     _write_metrics(config.sinks.default_root, config.run_id, result, time.time() - started)
@@ -333,6 +358,7 @@ def common_from_options(options: BatchOptions, streaming: bool = False, run_labe
         model=options.model
     )
     sinks = SinkConfig(default_root=output, region_roots=tuple(overrides), regions=regions, shards=options.shards,
+                       max_rows_per_file=options.max_rows_per_file,
                        streaming=streaming)
     return ProcessingConfig(tuple(tenants.values()), sinks, keystore, pii, ParseConfig(), restricted, flows,
                             options.control_plane or default_url())

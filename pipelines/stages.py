@@ -2,7 +2,8 @@
 
 ``ProcessRecords``: raw input lines -> validated, tenant-resolved, PII-tagged, pseudonymized and
 encrypted rows, plus every stage's dead letters, encrypted. Reading, windowing and writing are
-the pipelines' own.
+the pipelines' own. Every stage has one output per ParDo (``transforms.route.SplitTagged``), no
+side inputs, state or ``finish_bundle`` output, so the batch graph also runs on Beam's DaskRunner.
 """
 
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from ccpipe.types import RawInput, Tenant
 from transforms.parse import DeduplicateRecords, ParseConfig, ParseRecords
 from transforms.protect import EncryptContent, Pseudonymize
 from transforms.route import EncryptDeadLetters, SinkConfig
-from transforms.tag_pii import TagPii
+from transforms.tag_pii import DEFAULT_SHARDS, TagPii
 from transforms.tenants import ResolveTenants
 
 
@@ -58,7 +59,10 @@ class ProcessRecords(beam.PTransform[PCollection[RawInput], Processed]):
         parsed = lines | "ParseRecords" >> ParseRecords(c.parse)
         unique = parsed.records | "DeduplicateRecords" >> DeduplicateRecords()
         resolved = unique.records | "ResolveTenants" >> ResolveTenants(c.tenants, c.sinks.regions)
-        tagged = resolved.records | "TagPii" >> TagPii(c.pii)
+        # Batch: batches per shard of record ids (a GroupByKey: the same on every runner, DaskRunner too);
+        # streaming: within bundles (no shuffle). See transforms.tag_pii.
+        shards = None if c.sinks.streaming else DEFAULT_SHARDS
+        tagged = resolved.records | "TagPii" >> TagPii(c.pii, shards=shards)
         pseudo = tagged.records | "Pseudonymize" >> Pseudonymize(c.keystore, c.restricted)
         encrypted = pseudo.records | "EncryptContent" >> EncryptContent(c.keystore)
         dead_rows = (

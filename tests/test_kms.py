@@ -377,10 +377,9 @@ def test_least_privilege_policies(bao_server, tmp_path, monkeypatch):
 
 def test_a_running_worker_never_encrypts_under_a_destroyed_key(keystore_config, tmp_path):
     """The EncryptContent DoFn of a long-running (streaming) job: rotation and shred apply at the next record."""
-    from apache_beam.pvalue import TaggedOutput
-
     from ccpipe.types import InputRecord, PseudonymizedRecord, RoutedRecord, TaggedRecord
     from transforms.protect import _EncryptContentFn
+    from transforms.route import SideOutput
 
     config = keystore_config()
     admin = SqliteKeyStore(config, create=True)
@@ -397,14 +396,14 @@ def test_a_running_worker_never_encrypts_under_a_destroyed_key(keystore_config, 
         return list(fn.process(PseudonymizedRecord(TaggedRecord(RoutedRecord(record, "nl")), {}, {}, 1)))
 
     first = process(1)
-    assert first and all(not isinstance(o, TaggedOutput) for o in first)
+    assert first and all(not isinstance(o, SideOutput) for o in first)
     assert {o.values["key_version"] for o in first} == {1}
     admin.create_key("tnt-a", "content")
     rotated = process(2)
     assert {o.values["key_version"] for o in rotated} == {2}
     keys.shred(control_plane(tmp_path, "tnt-a"), admin, "tnt-a", OPS, confirm="tnt-a")
     after = process(3)
-    assert [type(o) for o in after] == [TaggedOutput]
+    assert [type(o) for o in after] == [SideOutput]
     assert after[0].tag == "dead_letters" and after[0].value.reason == "key_unavailable"
     fn.teardown()
 

@@ -19,7 +19,7 @@ from apache_beam.pvalue import PCollection
 
 from ccpipe.flows import DATASETS, SUBPROCESSORS, US_MONITORING, FlowConfig, flow_rows
 from ccpipe.types import REGIONS, OutputRow, Tenant, WriteResult
-from transforms.route import SinkConfig
+from transforms.route import SideOutput, SinkConfig, SplitTagged
 from transforms.write import WriteRegionalParquet
 
 OPT_IN_TTL_SECONDS = 30.0
@@ -57,7 +57,7 @@ class _HandOffFn(beam.DoFn):
         region, chosen = self._opt_ins().get(row.values.get("tenant_id"), (row.region, frozenset()))
         for flow, flow_region, values in flow_rows(row.dataset, row.values, region, chosen, self._config):
             self._rows[flow].inc()
-            yield beam.pvalue.TaggedOutput(flow, OutputRow(flow_region, DATASETS[flow], row.dt, row.record_id, values,
+            yield SideOutput(flow, OutputRow(flow_region, DATASETS[flow], row.dt, row.record_id, values,
                                                            row.source))
 
 
@@ -76,13 +76,16 @@ class HandOffFlows(beam.PTransform[PCollection[OutputRow], PCollection[WriteResu
     def expand(self, rows: PCollection[OutputRow]) -> PCollection[WriteResult]:
         """One WriteResult per flow file written."""
         flows = [f for f in (*SUBPROCESSORS, US_MONITORING) if self._config.root(f)]
-        tagged = rows | "DeriveFlowRows" >> beam.ParDo(
-            _HandOffFn(self._config, self._tenants, self._control_plane)).with_outputs(*flows)
+        if not flows:
+            return rows.pipeline | "NoFlows" >> beam.Create([])
+        tagged = (
+            rows
+            | "DeriveFlowRows" >> beam.ParDo(_HandOffFn(self._config, self._tenants, self._control_plane))
+            | "SplitFlows" >> SplitTagged(flows)
+        )
         results = []
         for flow in flows:
             sinks = SinkConfig(default_root=self._config.root(flow), regions=frozenset(REGIONS),
                                streaming=self._streaming)
             results.append(tagged[flow] | f"Write_{flow}" >> WriteRegionalParquet(sinks))
-        if not results:
-            return rows.pipeline | "NoFlows" >> beam.Create([])
         return results | "FlattenFlowResults" >> beam.Flatten()

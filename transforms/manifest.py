@@ -21,6 +21,8 @@ class _CollectFn(beam.CombineFn):
 
     def add_input(self, acc, element):
         kind, value = element
+        if kind == "start":  # the one element that makes an empty run still write its manifest
+            return acc
         if kind == "result":
             acc["results"].append(value)
         else:
@@ -49,7 +51,12 @@ def _write(acc: dict[str, Any], root: str, run_id: str, extra: dict[str, Any]) -
 
 
 class WriteManifest(beam.PTransform[PCollection, PCollection[str]]):
-    """Write the run manifest once every file is written. Input: the pipeline's count streams."""
+    """Write the run manifest once every file is written. Input: the pipeline's count streams.
+
+    The counts are combined without Beam's default for an empty input (a side input, which Beam's
+    DaskRunner evaluates inside one task): a ``start`` element makes the manifest of a run that read
+    nothing instead.
+    """
 
     def __init__(self, root: str, run_id: str, extra: dict[str, Any] | None = None) -> None:
         """``root``: the output root; ``run_id``: the manifest's name; ``extra``: run facts to record."""
@@ -59,6 +66,7 @@ class WriteManifest(beam.PTransform[PCollection, PCollection[str]]):
     def expand(self, streams) -> PCollection[str]:
         """``streams``: (source lines, blank-line sources, write results)."""
         lines, blanks, results = streams
+        pipeline = lines.pipeline
         read = lines | "CountRead" >> beam.combiners.Count.PerElement()
         blank = blanks | "CountBlank" >> beam.combiners.Count.PerElement()
         return (
@@ -66,8 +74,9 @@ class WriteManifest(beam.PTransform[PCollection, PCollection[str]]):
                 read | "TagRead" >> beam.Map(lambda kv: ("read", kv)),
                 blank | "TagBlank" >> beam.Map(lambda kv: ("blank", kv)),
                 results | "TagResults" >> beam.Map(lambda r: ("result", r)),
+                pipeline | "Start" >> beam.Create([("start", None)]),
             )
             | "FlattenCounts" >> beam.Flatten()
-            | "Collect" >> beam.CombineGlobally(_CollectFn())
+            | "Collect" >> beam.CombineGlobally(_CollectFn()).without_defaults()
             | "Write" >> beam.Map(_write, root=self._root, run_id=self._run_id, extra=self._extra)
         )

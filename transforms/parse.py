@@ -8,12 +8,13 @@ from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.pvalue import PCollection, TaggedOutput
+from apache_beam.pvalue import PCollection
 
 from ccpipe.errors import ConfigError, RecordError
 from ccpipe.progress import Progress
 from ccpipe.schemas import EVENT_TIME_FIELD, utc_date, validate
 from ccpipe.types import DeadLetter, InputRecord, RawInput
+from transforms.route import SideOutput, SplitTagged
 
 DEAD = "dead_letters"
 
@@ -127,7 +128,7 @@ class _ParseRecordFn(beam.DoFn):
             self._bad.inc()
             self._progress.add("invalid", 1)
             tenant, record_id = _ids_of(raw)
-            yield TaggedOutput(
+            yield SideOutput(
                 DEAD,
                 DeadLetter(err.reason, "ParseRecords", str(err), raw.data, raw.source, tenant, record_id),
             )
@@ -138,7 +139,7 @@ class _ParseRecordFn(beam.DoFn):
             self._bad.inc()
             self._unexpected.inc()
             tenant, record_id = _ids_of(raw)
-            yield TaggedOutput(
+            yield SideOutput(
                 DEAD,
                 DeadLetter("unparseable", "ParseRecords", f"unexpected {type(err).__name__} while parsing",
                            raw.data, raw.source, tenant, record_id),
@@ -159,8 +160,12 @@ class ParseRecords(beam.PTransform[PCollection[RawInput], Parsed]):
 
     def expand(self, lines: PCollection[RawInput]):  # -> Parsed
         """Records and dead letters."""
-        out = lines | "Parse" >> beam.ParDo(_ParseRecordFn(self._config)).with_outputs(DEAD, main="records")
-        return Parsed(records=out.records, dead_letters=out[DEAD])
+        out = (
+            lines
+            | "Parse" >> beam.ParDo(_ParseRecordFn(self._config))
+            | "SplitOutputs" >> SplitTagged((DEAD,), main="records")
+        )
+        return Parsed(records=out["records"], dead_letters=out[DEAD])
 
 
 def _record_rank(record: InputRecord) -> str:
@@ -177,7 +182,7 @@ class _SplitDuplicatesFn(beam.DoFn):
         yield ordered[0]
         for dup in ordered[1:]:
             self._dups.inc()
-            yield TaggedOutput(
+            yield SideOutput(
                 DEAD,
                 DeadLetter(
                     "duplicate_record_id",
@@ -201,6 +206,7 @@ class DeduplicateRecords(beam.PTransform[PCollection[InputRecord], Parsed]):
             records
             | "KeyByRecordId" >> beam.Map(lambda r: ((r.tenant_id, r.record_id), r))
             | "GroupByRecordId" >> beam.GroupByKey()
-            | "SplitDuplicates" >> beam.ParDo(_SplitDuplicatesFn()).with_outputs(DEAD, main="records")
+            | "SplitDuplicates" >> beam.ParDo(_SplitDuplicatesFn())
+            | "SplitOutputs" >> SplitTagged((DEAD,), main="records")
         )
-        return Parsed(records=out.records, dead_letters=out[DEAD])
+        return Parsed(records=out["records"], dead_letters=out[DEAD])

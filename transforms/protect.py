@@ -17,12 +17,13 @@ from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.pvalue import PCollection, TaggedOutput
+from apache_beam.pvalue import PCollection
 
 from ccpipe import policy
 from ccpipe.errors import KeyUnavailableError
 from ccpipe.keystore import KeystoreConfig, SqliteKeyStore
 from ccpipe.types import DeadLetter, PseudonymizedRecord, TaggedRecord
+from transforms.route import SideOutput, SplitTagged
 
 DEAD = "dead_letters"
 
@@ -34,9 +35,9 @@ class Protected(NamedTuple):
     dead_letters: PCollection
 
 
-def _key_dead_letter(step: str, err: Exception, tagged: TaggedRecord) -> TaggedOutput:
+def _key_dead_letter(step: str, err: Exception, tagged: TaggedRecord) -> SideOutput:
     record = tagged.routed.record
-    return TaggedOutput(
+    return SideOutput(
         DEAD,
         DeadLetter(
             "key_unavailable", step, str(err), record.raw, record.source, record.tenant_id,
@@ -80,7 +81,7 @@ class _PseudonymizeFn(_KeyedFn):
         if self._restricted and any((record.tenant_id, p) in self._restricted for p in psr.pseudonyms.values()):
             # A data subject restricted (or objected to) processing: keep the record, encrypted, aside.
             self._restricted_count.inc()
-            yield TaggedOutput(
+            yield SideOutput(
                 DEAD,
                 DeadLetter(
                     "restricted", "Pseudonymize", "the data subject restricted processing", record.raw,
@@ -115,10 +116,12 @@ class Pseudonymize(beam.PTransform[PCollection[TaggedRecord], Protected]):
 
     def expand(self, records: PCollection[TaggedRecord]):  # -> Protected
         """PseudonymizedRecords and dead letters (key unavailable, restricted subject)."""
-        out = records | "Pseudonymize" >> beam.ParDo(
-            _PseudonymizeFn(self._keystore, "ccpipe.pseudonymize", self._restricted)
-        ).with_outputs(DEAD, main="records")
-        return Protected(records=out.records, dead_letters=out[DEAD])
+        out = (
+            records
+            | "Pseudonymize" >> beam.ParDo(_PseudonymizeFn(self._keystore, "ccpipe.pseudonymize", self._restricted))
+            | "SplitOutputs" >> SplitTagged((DEAD,), main="records")
+        )
+        return Protected(records=out["records"], dead_letters=out[DEAD])
 
 
 class EncryptContent(beam.PTransform[PCollection[PseudonymizedRecord], Protected]):
@@ -131,7 +134,9 @@ class EncryptContent(beam.PTransform[PCollection[PseudonymizedRecord], Protected
 
     def expand(self, records: PCollection[PseudonymizedRecord]):  # -> Protected
         """OutputRows and dead letters."""
-        out = records | "Encrypt" >> beam.ParDo(
-            _EncryptContentFn(self._keystore, "ccpipe.encrypt_content")
-        ).with_outputs(DEAD, main="records")
-        return Protected(records=out.records, dead_letters=out[DEAD])
+        out = (
+            records
+            | "Encrypt" >> beam.ParDo(_EncryptContentFn(self._keystore, "ccpipe.encrypt_content"))
+            | "SplitOutputs" >> SplitTagged((DEAD,), main="records")
+        )
+        return Protected(records=out["records"], dead_letters=out[DEAD])

@@ -2,6 +2,13 @@
 
 Lines are read as bytes so that invalid UTF-8 reaches the dead-letter output instead of failing
 the read. Parquet rows are re-encoded as JSON and validated like any other line.
+
+The inputs are listed and split into byte ranges when the pipeline is built (Beam's own text and
+Parquet sources do the splitting and the reading, with ReadFromText's line rules), and the ranges go
+through ``beam.Create``: Beam's DaskRunner translates neither ``Read`` nor splittable DoFns, and a
+``Create`` of ranges is what it spreads over Dask partitions (one range per partition). Every file
+must therefore be visible from where the pipeline is built (a shared or object-store path for a
+cluster), as ReadFromText's validation already required.
 """
 
 import datetime as _dt
@@ -16,6 +23,10 @@ from apache_beam.pvalue import PCollection
 
 from ccpipe.errors import ConfigError
 from ccpipe.types import RawInput
+from transforms.route import SideOutput, SplitTagged
+
+BLANK = "blank_lines"
+SPLIT_BYTES = 64 * 1024 * 1024  # as Beam's ReadAllFiles: large files are read as several ranges
 
 
 class Inputs(NamedTuple):
@@ -57,33 +68,60 @@ def is_blank(raw: RawInput) -> bool:
     return True
 
 
+def _splits(path: str, split_bytes: int) -> list[tuple[Any, Any, Any, str]]:
+    """(source, start, stop, parquet label) of every byte range of the files a path or glob names.
+
+    Raises (as ReadFromText does) when the glob matches no file. The label is the path as given for
+    Parquet rows (their ``source``) and empty for text, whose lines carry the file's name.
+    """
+    if path.endswith(".parquet"):
+        source, label = beam.io.ReadFromParquetBatched(path)._source, path
+    else:
+        source, label = beam.io.ReadFromTextWithFilename(path, coder=BytesCoder())._source, ""
+    return [(b.source, b.start_position, b.stop_position, label) for b in source.split(split_bytes)]
+
+
+class _ReadRangeFn(beam.DoFn):
+    """Read one byte range of one file; blank lines go out as their source's name, tagged BLANK."""
+
+    def __init__(self) -> None:
+        self._lines = Metrics.counter("ccpipe.read", "lines")
+
+    def process(self, split):
+        source, start, stop, label = split
+        for item in source.read(source.get_range_tracker(start, stop)):
+            if label:  # a Parquet row group (a pyarrow Table)
+                raws = [_parquet_row_to_raw(row, label) for row in item.to_pylist()]
+            else:
+                raws = [RawInput(source=item[0], data=item[1])]
+            for raw in raws:
+                if is_blank(raw):
+                    yield SideOutput(BLANK, raw.source)
+                else:
+                    self._lines.inc()
+                    yield raw
+
+
 class ReadInputs(beam.PTransform[beam.pvalue.PBegin, Inputs]):
     """Read every input path or glob; ``*.parquet`` as Parquet, anything else as JSON lines."""
 
-    def __init__(self, paths: tuple[str, ...]) -> None:
-        """``paths``: file paths or globs (any Beam filesystem)."""
+    def __init__(self, paths: tuple[str, ...], split_bytes: int = SPLIT_BYTES) -> None:
+        """``paths``: file paths or globs (any Beam filesystem); ``split_bytes``: the size of a read range."""
         super().__init__()
         if not paths:
             raise ConfigError("paths must name at least one input file or glob")
+        if split_bytes < 1024:
+            raise ConfigError(f"split_bytes {split_bytes!r} must be at least 1024")
         self._paths = tuple(paths)
+        self._split_bytes = split_bytes
 
     def expand(self, pbegin: beam.pvalue.PBegin):  # -> Inputs
-        """One RawInput per line or row."""
-        parts = []
-        for i, path in enumerate(self._paths):
-            if path.endswith(".parquet"):
-                parts.append(
-                    pbegin
-                    | f"ReadParquet{i}" >> beam.io.ReadFromParquet(path)
-                    | f"ParquetToRaw{i}" >> beam.Map(_parquet_row_to_raw, source=path)
-                )
-            else:
-                parts.append(
-                    pbegin
-                    | f"ReadJsonLines{i}" >> beam.io.ReadFromTextWithFilename(path, coder=BytesCoder())
-                    | f"LinesToRaw{i}" >> beam.MapTuple(lambda src, data: RawInput(source=src, data=data))
-                )
-        everything = parts | "FlattenInputs" >> beam.Flatten()
-        split = everything | "SplitBlank" >> beam.Partition(lambda raw, _n: 1 if is_blank(raw) else 0, 2)
-        blank = split[1] | "BlankSource" >> beam.Map(lambda raw: raw.source)
-        return Inputs(lines=split[0], blank_lines=blank)
+        """One RawInput per line or row; the source of every blank line."""
+        splits = [split for path in self._paths for split in _splits(path, self._split_bytes)]
+        out = (
+            pbegin
+            | "ListRanges" >> beam.Create(splits)
+            | "ReadRanges" >> beam.ParDo(_ReadRangeFn())
+            | "SplitBlank" >> SplitTagged((BLANK,), main="lines")
+        )
+        return Inputs(lines=out["lines"], blank_lines=out[BLANK])

@@ -1,6 +1,15 @@
-"""RouteToRegion and EncryptDeadLetters: every row and dead letter to its own region's sink only."""
+"""RouteToRegion and EncryptDeadLetters: every row and dead letter to its own region's sink only.
 
+Also ``SplitTagged``, how every multi-output stage separates its outputs: a DoFn yields its main
+values plain and the others as ``SideOutput(tag, value)`` on its one output, and ``SplitTagged`` selects
+each output's values. Beam's DaskRunner (2.77) hands every output of a ``with_outputs`` ParDo (and of
+``beam.Partition``) to every consumer, so tagged outputs would mix there; one output per ParDo runs
+the same on every runner.
+"""
+
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -20,7 +29,12 @@ class SinkConfig:
         default_root: root of every region without an override, and of the quarantine sink.
         region_roots: ``(region, root)`` overrides; a root is any Beam filesystem URI.
         regions: the regions that have a sink; a record of any other region is dead-lettered.
-        shards: files per (region, dataset, day) partition.
+        shards: hash shards (by record id) of each (region, dataset, day) partition, written in
+            parallel; each shard that holds rows is one file or more.
+        max_rows_per_file: the most rows one Parquet file holds (1 to 10,000,000). A larger shard is
+            split into several files; the rows of one record (a chat's messages) always stay in one
+            file, so only a single record with more rows than this can make a file exceed it.
+            Batch writers hold about this many rows in memory at once, whatever the input size.
 
     """
 
@@ -29,6 +43,7 @@ class SinkConfig:
     regions: frozenset[str] = frozenset(REGIONS)
     shards: int = 1
     streaming: bool = False
+    max_rows_per_file: int = 50_000
 
     def __post_init__(self) -> None:
         if not self.default_root:
@@ -43,10 +58,57 @@ class SinkConfig:
             raise ConfigError(f"regions {sorted(unknown)} are not service regions; allowed: {list(REGIONS)}")
         if not 1 <= self.shards <= 1024:
             raise ConfigError(f"shards {self.shards!r} must be between 1 and 1024")
+        if (isinstance(self.max_rows_per_file, bool) or not isinstance(self.max_rows_per_file, int)
+                or not 1 <= self.max_rows_per_file <= 10_000_000):
+            raise ConfigError(
+                f"max_rows_per_file {self.max_rows_per_file!r} must be a whole number between 1 and 10000000"
+            )
 
     def root(self, region: str) -> str:
         """The sink root of a region (or of the quarantine)."""
         return dict(self.region_roots).get(region, self.default_root)
+
+
+class SideOutput(NamedTuple):
+    """A value for one of a stage's secondary outputs (a dead letter, a flow); main values go plain."""
+
+    tag: str
+    value: Any
+
+
+def _select(element: Any, tag: str, tags: frozenset[str]):
+    if isinstance(element, SideOutput):
+        if element.tag not in tags:  # a stage's own bug: never drop an element silently
+            raise ValueError(f"output tag {element.tag!r} is not one of {sorted(tags)}")
+        if element.tag == tag:
+            yield element.value
+    elif tag == "":
+        yield element
+
+
+class SplitTagged(beam.PTransform):
+    """Split a stage's one output: plain values to ``main``, each ``SideOutput`` to its tag's PCollection.
+
+    Every element goes to exactly one output; a ``SideOutput`` with an undeclared tag fails the run.
+    """
+
+    def __init__(self, tags: Iterable[str], main: str | None = None) -> None:
+        """``tags``: the secondary outputs' tags; ``main``: the name of the plain values' output, if any."""
+        super().__init__()
+        self._tags = tuple(dict.fromkeys(tags))
+        self._main = main
+        if not self._tags and main is None:
+            raise ConfigError("tags must name at least one output, or main must be given")
+        if main is not None and (not main or main in self._tags):
+            raise ConfigError(f"main {main!r} must be a non-empty name other than the tags {list(self._tags)}")
+
+    def expand(self, pcoll: PCollection):  # -> dict[str, PCollection]
+        """Output name -> its values."""
+        known = frozenset(self._tags)
+        out = {tag: pcoll | f"Select_{tag}" >> beam.FlatMap(_select, tag=tag, tags=known) for tag in self._tags}
+        if self._main is not None:
+            out[self._main] = pcoll | f"Select_{self._main}" >> beam.FlatMap(_select, tag="", tags=known)
+        return out
 
 
 def _check_region(row: OutputRow, regions: frozenset[str]) -> OutputRow:

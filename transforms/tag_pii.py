@@ -2,13 +2,21 @@
 
 Presidio is loaded once per worker process (``apache_beam.utils.shared.Shared``) and shared by
 every DoFn instance and thread of that process.
+
+Batches are formed one of two ways. Batch pipelines group records by a hash of their id into
+``shards`` groups (a GroupByKey) and cut each group into batches: it runs the same on every runner,
+including Beam's DaskRunner, which drops whatever a DoFn emits from ``finish_bundle`` (where
+``beam.BatchElements`` emits each bundle's last batch). Streaming pipelines (``shards=None``) batch
+within bundles with ``beam.BatchElements`` and add no shuffle.
 """
 
+import hashlib
+import time
 from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.pvalue import PCollection, TaggedOutput
+from apache_beam.pvalue import PCollection
 from apache_beam.utils import shared
 
 from ccpipe.errors import ConfigError
@@ -16,8 +24,10 @@ from ccpipe.pii.engine import PiiConfig, PiiTagger, TextGroup
 from ccpipe.policy import known_values
 from ccpipe.schemas import iter_free_text
 from ccpipe.types import DeadLetter, RoutedRecord, TaggedRecord
+from transforms.route import SideOutput, SplitTagged
 
 DEAD = "dead_letters"
+DEFAULT_SHARDS = 64
 
 # One handle for the whole process: pipelines in the same process share the loaded model.
 _SHARED_TAGGERS = shared.Shared()
@@ -47,6 +57,7 @@ class _TagPiiFn(beam.DoFn):
         self._texts = Metrics.counter("ccpipe.tag_pii", "texts")
         self._findings = Metrics.counter("ccpipe.tag_pii", "findings")
         self._failed = Metrics.counter("ccpipe.tag_pii", "failed")
+        self._msec = Metrics.distribution("ccpipe.tag_pii", "msec_per_batch")
         self._holder = None
 
     def setup(self):
@@ -60,6 +71,7 @@ class _TagPiiFn(beam.DoFn):
             paths.append([path for path, _ in fields])
             known = tuple(known_values(record.record_type, record.payload))
             groups.append(TextGroup(tuple(t for _, t in fields), known, record.tenant_id))
+        started = time.monotonic()
         try:
             results = self._holder.tagger.tag_groups(groups)
         except Exception as err:  # noqa: BLE001 - an analyzer failure must not lose the batch
@@ -70,7 +82,7 @@ class _TagPiiFn(beam.DoFn):
                 return
             self._failed.inc()
             record = batch[0].record
-            yield TaggedOutput(
+            yield SideOutput(
                 DEAD,
                 DeadLetter(
                     "pii_tagging_failed", "TagPii", f"analyzer raised {type(err).__name__}", record.raw,
@@ -78,28 +90,61 @@ class _TagPiiFn(beam.DoFn):
                 ),
             )
             return
+        self._msec.update(int((time.monotonic() - started) * 1000))
         for routed, record_paths, findings in zip(batch, paths, results, strict=True):
             self._texts.inc(len(record_paths))
             self._findings.inc(sum(len(f) for f in findings))
             yield TaggedRecord(routed=routed, findings=dict(zip(record_paths, findings, strict=True)))
 
 
+def _shard_of(routed: RoutedRecord, shards: int) -> tuple[int, RoutedRecord]:
+    record = routed.record
+    digest = hashlib.sha256(f"{record.tenant_id}\0{record.record_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % shards, routed
+
+
+def _batches(group, max_batch: int):
+    """A shard's records in batches of at most ``max_batch``, in record order (the same on every runner)."""
+    _shard, records = group
+    ordered = sorted(records, key=lambda r: (r.record.tenant_id, r.record.record_id))
+    for start in range(0, len(ordered), max_batch):
+        yield ordered[start:start + max_batch]
+
+
 class TagPii(beam.PTransform[PCollection[RoutedRecord], Tagged]):
     """Analyse every free-text field with Presidio (offline) and keep the findings beside the record."""
 
-    def __init__(self, config: PiiConfig | None = None, max_batch_size: int = 256) -> None:
-        """``config``: model and thresholds; ``max_batch_size``: records per analyzer batch."""
+    def __init__(self, config: PiiConfig | None = None, max_batch_size: int = 256,
+                 shards: int | None = DEFAULT_SHARDS) -> None:
+        """``config``: model and thresholds; ``max_batch_size``: records per analyzer batch.
+
+        ``shards``: groups that records are batched in (their parallelism after the GroupByKey);
+        ``None`` batches within bundles instead (``beam.BatchElements``, for streaming: no shuffle, but
+        not on runners that drop ``finish_bundle`` output, such as the DaskRunner).
+        """
         super().__init__()
         self._config = config or PiiConfig()
         if max_batch_size < 1:
             raise ConfigError(f"max_batch_size {max_batch_size!r} must be at least 1")
+        if shards is not None and not 1 <= shards <= 65536:
+            raise ConfigError(f"shards {shards!r} must be None (batch within bundles) or between 1 and 65536")
         self._max_batch = max_batch_size
+        self._shards = shards
 
     def expand(self, records: PCollection[RoutedRecord]):  # -> Tagged
         """Tagged records and dead letters."""
+        if self._shards is None:
+            batches = records | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self._max_batch)
+        else:
+            batches = (
+                records
+                | "KeyByShard" >> beam.Map(_shard_of, shards=self._shards)
+                | "GroupByShard" >> beam.GroupByKey()
+                | "Batch" >> beam.FlatMap(_batches, max_batch=self._max_batch)
+            )
         out = (
-            records
-            | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self._max_batch)
-            | "Analyze" >> beam.ParDo(_TagPiiFn(self._config)).with_outputs(DEAD, main="records")
+            batches
+            | "Analyze" >> beam.ParDo(_TagPiiFn(self._config))
+            | "SplitOutputs" >> SplitTagged((DEAD,), main="records")
         )
-        return Tagged(records=out.records, dead_letters=out[DEAD])
+        return Tagged(records=out["records"], dead_letters=out[DEAD])

@@ -4,11 +4,12 @@ from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.pvalue import PCollection, TaggedOutput
+from apache_beam.pvalue import PCollection
 
 from ccpipe.errors import ConfigError, RecordError
 from ccpipe.tenants import check_tenant
 from ccpipe.types import DeadLetter, InputRecord, RoutedRecord, Tenant
+from transforms.route import SideOutput, SplitTagged
 
 DEAD = "dead_letters"
 
@@ -31,7 +32,7 @@ class _ResolveTenantFn(beam.DoFn):
             region = check_tenant(self._tenants.get(record.tenant_id), record.event_time, self._sinks)
         except RecordError as err:
             Metrics.counter("ccpipe.tenants", err.reason).inc()
-            yield TaggedOutput(
+            yield SideOutput(
                 DEAD,
                 DeadLetter(
                     err.reason, "ResolveTenants", str(err), record.raw, record.source,
@@ -56,7 +57,9 @@ class ResolveTenants(beam.PTransform[PCollection[InputRecord], Resolved]):
 
     def expand(self, records: PCollection[InputRecord]):  # -> Resolved
         """Routed records and dead letters."""
-        out = records | "Resolve" >> beam.ParDo(_ResolveTenantFn(self._tenants, self._sinks)).with_outputs(
-            DEAD, main="records"
+        out = (
+            records
+            | "Resolve" >> beam.ParDo(_ResolveTenantFn(self._tenants, self._sinks))
+            | "SplitOutputs" >> SplitTagged((DEAD,), main="records")
         )
-        return Resolved(records=out.records, dead_letters=out[DEAD])
+        return Resolved(records=out["records"], dead_letters=out[DEAD])

@@ -56,7 +56,8 @@ def stage_times(metrics: dict[str, Any] | None) -> dict[str, Any]:
                       "time in the runner itself (shuffles, scheduling) is not in any stage",
         }
     for d in metrics.get("distributions", []):
-        if d.get("namespace") == "BatchElements" and d.get("name") == "msec_per_batch" and d.get("step"):
+        if d.get("namespace") in ("BatchElements", "ccpipe.tag_pii") and d.get("name") == "msec_per_batch" \
+                and d.get("step"):
             stage = stage_of(d["step"])
             per[stage] = per.get(stage, 0) + int(d.get("sum") or 0)
     if per:
