@@ -1,16 +1,51 @@
-"""WriteRegionalParquet: Hive-partitioned Parquet per region, idempotent by (tenant id, record id).
+"""WriteRegionalParquet: Hive-partitioned Parquet per region, idempotent, in bounded memory.
 
-Rows are grouped by ``(region, dataset, dt, shard)``, where the shard is a hash of the record id,
-so all rows of a record land in one file. Each group becomes one file::
+Every file lands in its partition folder::
 
     <root>/region=<code>/dataset=<name>/dt=<YYYY-MM-DD>/part-<shard>-<digest>.parquet
+    <root>/region=<code>/dataset=<name>/dt=<YYYY-MM-DD>/part-<shard>-w<window end ms>-<digest>.parquet  (streaming)
 
-``digest`` is a hash of the group's sorted row keys: re-running the same input writes the same
-file names again (replacing them) instead of adding duplicates. Files are written under a hidden
-temporary name that no reader takes for a part file (``.tmp-<uuid>.inprogress``) and renamed, so
-readers never see a partial file.
+What the writer promises, and how:
+
+* **Bounded memory, a row cap per file.** A worker never holds a whole partition: no file holds more
+  than ``SinkConfig.max_rows_per_file`` rows (default 50,000) and a batch worker holds about one
+  file's rows at a time, whatever the size of the input. Batch rows are grouped in three steps, none
+  of which gathers a partition (a shuffle group is what a worker holds in memory):
+
+  1. each row gets a *shard* (``SinkConfig.shards``) and one of 256 *size buckets* from a hash of its
+     record id; rows are counted per (partition, shard, size bucket) with a combiner, and the counts
+     are summed per (partition, shard): the shard's size, without its rows;
+  2. the size is joined to the rows of each size bucket (a group holds 1/256 of a shard: under the
+     cap for shards of up to 256 times the cap, 12.8 million rows by default; beyond, raise
+     ``shards``), which gives every row its *file bucket*:
+     ``hash(record id) % ceil(size / (0.9 * max_rows_per_file))``, so a file bucket holds about 90%
+     of the cap or less;
+  3. rows are grouped by file bucket, sorted by row key and cut into files of at most the cap (a file
+     bucket over the cap by the luck of the hash gives two files).
+
+  Streaming windows are short (seconds), so a streaming shard is grouped once per window and cut
+  into files the same way (step 3); its memory follows the window, not the input. Beam's own
+  shuffle (the runner's buffers) is outside this transform.
+* **All rows of one record in one file** (a chat's messages): shards and buckets hash the record id,
+  and files are cut between records, never inside one. Only a record with more rows than the cap
+  makes a larger file (counted: ``ccpipe.write/files_over_row_cap``). Per-file ``WriteResult.records``
+  can therefore be summed by the manifest.
+* **Idempotent re-runs.** File names derive from the input alone: the shard, and ``digest``, a hash
+  of the file's sorted row keys. The same input (with the same ``shards`` and ``max_rows_per_file``)
+  gives the same buckets, the same files and the same names, which replace the previous run's files:
+  no duplicates, no stale extra files. A shard that fits in one file gets the name earlier versions
+  gave it (the digest of all its keys), so re-running an input written before this design replaces
+  its files too.
+* **Atomic files.** Each file is written under a hidden temporary name that no reader takes for a part
+  file (``.tmp-<uuid>.inprogress``) and renamed, so readers never see a partial file.
+* **Row content.** Rows are written exactly as given (one copy per row key: the same key twice is
+  the same record delivered twice; the copy dropped is counted, ``ccpipe.write/duplicate_rows``).
+  Streaming skips rows a partition already holds (records replayed after a restart; counted,
+  ``ccpipe.write/rows_already_written``) and reports the record sources of a shard on the last
+  WriteResult of that shard, after all its files are written (the Kafka commit stage relies on it).
 """
 
+import dataclasses
 import hashlib
 import io
 import logging
@@ -40,8 +75,88 @@ def partition_dir(root: str, region: str, dataset: str, dt: str) -> str:
     return FileSystems.join(root, f"region={region}", f"dataset={dataset}", f"dt={dt}")
 
 
+# Size buckets per shard: step 1 counts rows per bucket, step 2 holds one bucket's rows at a time.
+SIZE_BUCKETS = 256
+# A file bucket aims at this share of max_rows_per_file, so that hashing luck seldom overflows the cap.
+_BUCKET_FILL = 0.9
+# Rows turned into one Arrow table (and Parquet row group) at a time while a file is written.
+_ROW_GROUP_ROWS = 10_000
+
+
+def _record_hash(record_id: str) -> bytes:
+    return hashlib.sha256(record_id.encode()).digest()
+
+
 def _shard_of(record_id: str, shards: int) -> int:
-    return int.from_bytes(hashlib.sha256(record_id.encode()).digest()[:4], "big") % shards
+    return int.from_bytes(_record_hash(record_id)[:4], "big") % shards
+
+
+def _size_bucket_of(record_id: str) -> int:
+    return int.from_bytes(_record_hash(record_id)[4:8], "big") % SIZE_BUCKETS
+
+
+def _file_bucket_of(record_id: str, buckets: int) -> int:
+    return int.from_bytes(_record_hash(record_id)[8:16], "big") % buckets
+
+
+def file_buckets(rows: int, max_rows_per_file: int) -> int:
+    """How many file buckets a shard of ``rows`` rows is hashed into (each about 90% of the cap at most)."""
+    if rows < 0 or max_rows_per_file < 1:
+        raise ValueError(f"rows {rows!r} must be >= 0 and max_rows_per_file {max_rows_per_file!r} >= 1")
+    target = max(1, int(max_rows_per_file * _BUCKET_FILL))
+    return max(1, -(-rows // target))
+
+
+def split_into_files(dataset: str, keys: list[tuple], max_rows_per_file: int) -> list[list[tuple]]:
+    """Sorted row keys cut into files of at most ``max_rows_per_file`` rows, never inside a record.
+
+    A record is ``(tenant_id, record_id)`` where the dataset's row key starts with them (a chat's
+    messages share one), else the row itself. A record with more rows than the cap is a file alone.
+    """
+    width = 2 if ROW_KEY[dataset][:2] == ("tenant_id", "record_id") else len(ROW_KEY[dataset])
+    files: list[list[tuple]] = []
+    current: list[tuple] = []
+    record: list[tuple] = []
+    for key in keys:
+        if record and key[:width] != record[0][:width]:
+            if current and len(current) + len(record) > max_rows_per_file:
+                files.append(current)
+                current = []
+            current.extend(record)
+            record = []
+        record.append(key)
+    if record:
+        if current and len(current) + len(record) > max_rows_per_file:
+            files.append(current)
+            current = []
+        current.extend(record)
+    if current:
+        files.append(current)
+    return files
+
+
+def _key_by_size_bucket(row: OutputRow, shards: int):
+    return (row.region, row.dataset, row.dt, _shard_of(row.record_id, shards), _size_bucket_of(row.record_id)), row
+
+
+def _size_per_bucket(element):
+    """((partition, shard), [(size bucket, rows)]) -> ((partition, shard, size bucket), rows of the shard)."""
+    shard, counts = element
+    counts = list(counts)
+    total = sum(n for _, n in counts)
+    for bucket, _ in counts:
+        yield (*shard, bucket), total
+
+
+def _key_by_file_bucket(element, max_rows_per_file: int):
+    """A size bucket's rows, each keyed by its file bucket (from the size of its shard)."""
+    (region, dataset, dt, shard, _bucket), joined = element
+    sizes = list(joined["size"])
+    if len(sizes) != 1:  # every size bucket with rows has exactly one size: anything else is a bug
+        raise RuntimeError(f"a size bucket of dataset {dataset} has {len(sizes)} shard sizes, expected 1")
+    buckets = file_buckets(sizes[0], max_rows_per_file)
+    for row in joined["rows"]:
+        yield (region, dataset, dt, shard, _file_bucket_of(row.record_id, buckets)), row
 
 
 def _row_key(dataset: str, values: dict) -> tuple:
@@ -82,6 +197,10 @@ class _WriteParquetFn(beam.DoFn):
         self._sinks = sinks
         self._rows = Metrics.counter("ccpipe.write", "rows")
         self._files = Metrics.counter("ccpipe.write", "files")
+        self._duplicates = Metrics.counter("ccpipe.write", "duplicate_rows")
+        self._already_written = Metrics.counter("ccpipe.write", "rows_already_written")
+        self._over_cap = Metrics.counter("ccpipe.write", "files_over_row_cap")
+        self._group_rows = Metrics.distribution("ccpipe.write", "rows_per_group")  # what a worker holds at once
         self._progress = Progress("written rows")
         self._known: dict[str, tuple[set[tuple], set[str]]] = {}
 
@@ -106,30 +225,50 @@ class _WriteParquetFn(beam.DoFn):
         return keys
 
     def process(self, element, window=beam.DoFn.WindowParam):
-        (region, dataset, dt, shard), rows = element
-        rows = list(rows)
-        sources = tuple(sorted({r.source for r in rows if r.source})) if self._sinks.streaming else ()
+        (region, dataset, dt, shard, _bucket), rows = element
+        streaming = self._sinks.streaming
         folder = partition_dir(self._sinks.root(region), region, dataset, dt)
         unique: dict[tuple, dict] = {}
-        for row in rows:
-            # Same key twice in one group can only be the same record re-delivered: keep one.
-            unique.setdefault(_row_key(dataset, row.values), row.values)
-        if self._sinks.streaming and dataset != DATASET_USAGE:
-            for key in self._existing_keys(folder, dataset) & set(unique):
+        sources: set[str] = set()
+        for row in rows:  # consumed once, as it comes: only the unique rows are kept
+            if streaming and row.source:
+                sources.add(row.source)
+            key = _row_key(dataset, row.values)
+            if key in unique:  # same key twice in one group can only be the same record re-delivered
+                self._duplicates.inc()
+                continue
+            unique[key] = row.values
+        self._group_rows.update(len(unique))
+        group_sources = tuple(sorted(sources))
+        if streaming and dataset != DATASET_USAGE:
+            already = self._existing_keys(folder, dataset) & set(unique)
+            for key in already:
                 del unique[key]
+            self._already_written.inc(len(already))
             if not unique:
-                yield WriteResult(region=region, dataset=dataset, path="", rows=0, records=0, sources=sources)
+                yield WriteResult(region=region, dataset=dataset, path="", rows=0, records=0, sources=group_sources)
                 return
-        keys = sorted(unique)
+        window_part = ""
+        if streaming and isinstance(window, beam.window.IntervalWindow):
+            window_part = f"w{int(window.end.micros // 1000)}-"
+        results = [
+            self._write_file(region, dataset, folder, f"part-{shard:05d}-{window_part}", keys, unique)
+            for keys in split_into_files(dataset, sorted(unique), self._sinks.max_rows_per_file)
+        ]
+        # The sources of the whole group, once every file of it is written (streaming commits on them).
+        results[-1] = dataclasses.replace(results[-1], sources=group_sources)
+        yield from results
+
+    def _write_file(self, region: str, dataset: str, folder: str, prefix: str, keys: list[tuple],
+                    unique: dict[tuple, dict]) -> WriteResult:
         digest = hashlib.sha256("\n".join("\t".join(k) for k in keys).encode()).hexdigest()[:20]
         schema = OUTPUT_SCHEMAS[dataset]
-        table = pa.Table.from_pylist([unique[k] for k in keys], schema=schema)
         buffer = io.BytesIO()
-        pq.write_table(table, buffer, compression="zstd")
-        name = f"part-{shard:05d}-{digest}.parquet"
-        if self._sinks.streaming and isinstance(window, beam.window.IntervalWindow):
-            name = f"part-{shard:05d}-w{int(window.end.micros // 1000)}-{digest}.parquet"
-        final = FileSystems.join(folder, name)
+        with pq.ParquetWriter(buffer, schema, compression="zstd") as writer:
+            for start in range(0, len(keys), _ROW_GROUP_ROWS):
+                part = keys[start:start + _ROW_GROUP_ROWS]
+                writer.write_table(pa.Table.from_pylist([unique[k] for k in part], schema=schema))
+        final = FileSystems.join(folder, f"{prefix}{digest}.parquet")
         write_atomically(final, buffer.getvalue())
         if self._sinks.streaming and dataset != DATASET_USAGE:
             # This worker knows what it just wrote: record it instead of reading the file back later.
@@ -138,47 +277,67 @@ class _WriteParquetFn(beam.DoFn):
             seen.add(final)
         self._rows.inc(len(keys))
         self._files.inc()
-        _LOG.debug("wrote %d rows to region=%s dataset=%s dt=%s", len(keys), region, dataset, dt)
+        if len(keys) > self._sinks.max_rows_per_file:
+            self._over_cap.inc()
+        _LOG.debug("wrote %d rows to region=%s dataset=%s", len(keys), region, dataset)
         self._progress.add(dataset, len(keys))
 
-        values = list(unique.values())
         reasons: dict[str, int] = {}
         keys_used: set[str] = set()
-        if dataset == DATASET_DEADLETTER:
-            for v in values:
+        records: set[tuple[str, str]] = set()
+        for key in keys:
+            v = unique[key]
+            if dataset == DATASET_DEADLETTER:
                 reasons[v["reason"]] = reasons.get(v["reason"], 0) + 1
                 keys_used.add(v["key_id"])
-        elif dataset not in DERIVED_DATASETS:
-            keys_used.update(f"{v['tenant_id']}/content/v{v['key_version']}" for v in values)
-        records = 0 if dataset in DERIVED_DATASETS else len({(v["tenant_id"], v["record_id"]) for v in values})
-        yield WriteResult(
+            elif dataset not in DERIVED_DATASETS:
+                keys_used.add(f"{v['tenant_id']}/content/v{v['key_version']}")
+                records.add((v["tenant_id"], v["record_id"]))
+        return WriteResult(
             region=region,
             dataset=dataset,
             path=final,
             rows=len(keys),
-            records=records,
+            records=len(records),
             reasons=tuple(sorted(reasons.items())),
             keys_used=tuple(sorted(keys_used)),
-            sources=sources,
         )
 
 
 class WriteRegionalParquet(beam.PTransform[PCollection[OutputRow], PCollection[WriteResult]]):
-    """Write rows to their region's sink, one Parquet file per partition shard."""
+    """Write rows to their region's sink: files of at most ``max_rows_per_file`` rows per partition shard."""
 
     def __init__(self, sinks: SinkConfig) -> None:
-        """``sinks``: roots and shard count."""
+        """``sinks``: roots, shard count, row cap per file, streaming or batch."""
         super().__init__()
         self._sinks = sinks
 
     def expand(self, rows: PCollection[OutputRow]) -> PCollection[WriteResult]:
-        """One WriteResult per file written."""
-        shards = self._sinks.shards
-        return (
-            rows
-            | "KeyByPartition" >> beam.Map(
-                lambda r: ((r.region, r.dataset, r.dt, _shard_of(r.record_id, shards)), r)
+        """One WriteResult per file written (streaming: also one without a file for a shard already written)."""
+        shards, max_rows = self._sinks.shards, self._sinks.max_rows_per_file
+        if self._sinks.streaming:
+            # A window's rows of one shard: bounded by the window, cut into files by the cap.
+            grouped = (
+                rows
+                | "KeyByShard" >> beam.Map(
+                    lambda r: ((r.region, r.dataset, r.dt, _shard_of(r.record_id, shards), 0), r)
+                )
+                | "GroupByShard" >> beam.GroupByKey()
             )
-            | "GroupByPartition" >> beam.GroupByKey()
-            | "WriteFiles" >> beam.ParDo(_WriteParquetFn(self._sinks))
-        )
+        else:
+            keyed = rows | "KeyBySizeBucket" >> beam.Map(_key_by_size_bucket, shards=shards)
+            sizes = (
+                keyed
+                | "OnePerRow" >> beam.Map(lambda kv: (kv[0], 1))
+                | "CountPerSizeBucket" >> beam.CombinePerKey(sum)
+                | "KeyByShard" >> beam.Map(lambda kv: (kv[0][:4], (kv[0][4], kv[1])))
+                | "GroupSizesByShard" >> beam.GroupByKey()
+                | "SizeOfShard" >> beam.FlatMap(_size_per_bucket)
+            )
+            grouped = (
+                {"rows": keyed, "size": sizes}
+                | "JoinShardSize" >> beam.CoGroupByKey()
+                | "KeyByFileBucket" >> beam.FlatMap(_key_by_file_bucket, max_rows_per_file=max_rows)
+                | "GroupByFileBucket" >> beam.GroupByKey()
+            )
+        return grouped | "WriteFiles" >> beam.ParDo(_WriteParquetFn(self._sinks))
