@@ -11,7 +11,7 @@ PRISM := .cache/bin/prism
 BEAM_VERSION := 2.77.0
 KAFKA_JARS := .cache/kafka/libs/.fetched
 
-.PHONY: demo test lint install clean bench bench-stream prism kafka-jars fuzz soak
+.PHONY: demo test lint install clean bench bench-stream bench-scale prism kafka-jars fuzz soak
 
 $(BIN)/.installed: pyproject.toml requirements-model.txt
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,10 @@ soak: install $(PRISM) $(KAFKA_JARS)
 
 bench-stream: install $(PRISM) $(KAFKA_JARS)
 	$(BIN)/python -m bench.stream
+
+# Records/s and peak RSS at two corpus sizes: Beam alone vs ccpipe, local workers, a Dask cluster (not in make test).
+bench-scale: install
+	$(BIN)/python -m bench.scale
 
 clean:
 	rm -rf $(OUT) .pytest_cache
