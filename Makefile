@@ -44,6 +44,7 @@ demo: install
 	@echo
 	@echo "Output: $(CURDIR)/$(OUT)/region=<code>/dataset=<name>/dt=<day>/*.parquet"
 	@echo "Manifests: $(CURDIR)/$(OUT)/_manifests/"
+	@echo "Run report (opens offline): $$(ls -t $(CURDIR)/$(OUT)/_reports/*.html | head -1)"
 	$(BIN)/python -c "import duckdb; print(duckdb.sql(\"SELECT region, dataset, count(*) AS rows FROM read_parquet('$(OUT)/**/*.parquet', hive_partitioning=true, union_by_name=true) GROUP BY ALL ORDER BY ALL\"))"
 
 lint: install

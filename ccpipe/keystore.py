@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ccpipe.crypto import KEY_BYTES, DataKey, DecryptionError, unwrap_key
-from ccpipe.errors import ConfigError, KeyUnavailableError, MasterKeyError
+from ccpipe.errors import CcpipeError, ConfigError, KeyUnavailableError, MasterKeyError
 from ccpipe.kms import (
     KeyManager,
     KmsConfig,
@@ -181,6 +181,10 @@ def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
+class KeystoreOpenError(CcpipeError):
+    """The keystore file cannot be opened as a database (a folder, garbage, unreadable)."""
+
+
 class SqliteKeyStore:
     """The keystore: wrapped data keys in SQLite, KEKs in a key manager. Safe to open from many processes."""
 
@@ -208,11 +212,17 @@ class SqliteKeyStore:
                 raise MasterKeyError(f"no keystore at {path}: run 'ccpipe keys init'")
             create_private_file(path)
             check_private_dir(folder, "keystore folder")
-        self._db = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
+        try:
+            self._db = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as err:  # a folder, an unreadable file
+            raise KeystoreOpenError(f"cannot open the keystore at {path}: {type(err).__name__}: {err}") from None
         self._km: KeyManager | None = None
         try:
-            self._db.execute("PRAGMA secure_delete = ON")
-            self._db.executescript(self._SCHEMA)
+            try:
+                self._db.execute("PRAGMA secure_delete = ON")
+                self._db.executescript(self._SCHEMA)
+            except sqlite3.DatabaseError as err:  # not a database (garbage, another kind of file)
+                raise KeystoreOpenError(f"cannot open the keystore at {path}: {type(err).__name__}: {err}") from None
             self._open_key_manager(create)
         except BaseException:
             self.close()

@@ -28,7 +28,14 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 
 from ccpipe.errors import CcpipeError, ConfigError
 from ccpipe.flows import FlowConfig
-from ccpipe.keystore import TENANT_PURPOSES, KeystoreConfig, SqliteKeyStore, deadletter_key_owner, prepare_sqlite_url
+from ccpipe.keystore import (
+    TENANT_PURPOSES,
+    KeystoreConfig,
+    KeystoreOpenError,
+    SqliteKeyStore,
+    deadletter_key_owner,
+    prepare_sqlite_url,
+)
 from ccpipe.pii.engine import PiiConfig
 from ccpipe.types import QUARANTINE_REGION, REGIONS, Tenant
 from pipelines.stages import ProcessingConfig, ProcessRecords
@@ -207,9 +214,9 @@ def run(config: BatchConfig, options: PipelineOptions) -> dict:
     path = manifest_path(config.sinks.default_root, config.run_id)
     started = time.time()
     result = None
+    pipeline = beam.Pipeline(options=options)
+    build(pipeline, config, extra)  # a ConfigError here (an input that matches no file): nothing ran yet
     try:
-        pipeline = beam.Pipeline(options=options)
-        build(pipeline, config, extra)
         result = pipeline.run()
         result.wait_until_finish()
     except Exception as err:
@@ -225,7 +232,10 @@ def run(config: BatchConfig, options: PipelineOptions) -> dict:
             result.client.close()
     with FileSystems.open(path) as handle:
         manifest = json.loads(handle.read())
-    _write_metrics(config.sinks.default_root, config.run_id, result, time.time() - started)
+    try:
+        _write_metrics(config.sinks.default_root, config.run_id, result, time.time() - started)
+    except OSError as err:  # the run is complete and reconciled: a missing metrics file only thins the report
+        _LOG.warning("run %s: metrics not saved (%s: %s)", config.run_id, type(err).__name__, err.strerror or err)
     return manifest
 
 
@@ -278,10 +288,6 @@ def _write_metrics(root: str, run_id: str, result, seconds: float) -> None:
 
 class RunFailedError(CcpipeError):
     """The pipeline failed while running; the message is one line naming the cause."""
-
-
-class KeystoreOpenError(CcpipeError):
-    """The keystore file cannot be opened as a keystore (corrupt, unreadable, not a file)."""
 
 
 def _cause(err: BaseException) -> str:

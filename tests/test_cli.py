@@ -67,7 +67,8 @@ def test_batch_with_two_workers_offline(tmp_path):
 
 def test_batch_errors_are_clear(tmp_path):
     done = subprocess.run(
-        [*CCPIPE, "batch", "--input", "x.jsonl", "--tenants", str(tmp_path / "missing.yaml"), "--output", "o"],
+        [*CCPIPE, "batch", "--input", str(Path(__file__).resolve().parents[1] / "fixtures" / "sample" / "input" / "*"),
+         "--tenants", str(tmp_path / "missing.yaml"), "--output", "o"],
         env=blocked_env(tmp_path), capture_output=True, text=True,
     )
     assert done.returncode == 2
@@ -119,3 +120,49 @@ def test_mistyped_flags_are_errors_not_ignored(tmp_path, flags, message):
 def test_version():
     done = subprocess.run([sys.executable, "-m", "ccpipe.cli", "--version"], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.startswith("ccpipe 0.")
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "depth", "labels"),
+    [
+        ("batch", "1", ["ReadInputs", "ProcessRecords", "RouteToRegion", "WriteRegionalParquet", "WriteManifest"]),
+        ("batch", "2", ["ReadInputs", "ProcessRecords", "ParseRecords", "TagPii", "EncryptContent",
+                        "RouteToRegion", "WriteRegionalParquet"]),
+        ("stream", "1", ["ReadFromKafkaTopic", "ProcessRecords", "RouteToRegion", "WriteRegionalParquet",
+                         "CommitKafkaOffsets"]),
+    ],
+)
+def test_graph_writes_the_pipeline_as_svg(tmp_path, pipeline, depth, labels):
+    """``ccpipe graph`` builds the real pipeline (no run, no network, nothing under $CCPIPE_HOME) and draws it."""
+    import xml.etree.ElementTree as ET
+
+    out = tmp_path / f"{pipeline}.svg"
+    done = subprocess.run([*CCPIPE, "graph", pipeline, "--out", str(out), "--depth", depth],
+                          env=blocked_env(tmp_path / "home"), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout == f"wrote {out}\n"
+    assert done.stderr == ""
+    root = ET.parse(out).getroot()
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    texts = {t.text for t in root.iter("{http://www.w3.org/2000/svg}text")}
+    assert set(labels) <= texts, sorted(texts)
+    assert not (tmp_path / "home").exists()
+
+
+def test_graph_dot_edges_follow_the_pipeline(tmp_path):
+    """The DOT text links each step to the steps that consume its output (top level of the batch)."""
+    import re
+
+    out = tmp_path / "batch.dot"
+    done = subprocess.run([*CCPIPE, "graph", "batch", "--out", str(out)], env=blocked_env(tmp_path / "home"),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = out.read_text()
+    names = dict(re.findall(r'^(n\d+) \[label="?([^",]+)"?', text, re.M))
+    edges = {(names[a], names[b]) for a, b in re.findall(r"^(n\d+) -> (n\d+);", text, re.M)}
+    assert edges == {
+        ("ReadInputs", "ProcessRecords"), ("ProcessRecords", "AggregateUsage"), ("ProcessRecords", "FlattenRows"),
+        ("AggregateUsage", "FlattenRows"), ("FlattenRows", "RouteToRegion"), ("RouteToRegion", "WriteRegionalParquet"),
+        ("ReadInputs", "SourceOfLine"), ("SourceOfLine", "WriteManifest"), ("ReadInputs", "WriteManifest"),
+        ("WriteRegionalParquet", "WriteManifest"),
+    }

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from ccpipe.cli.common import Parser, add_actor_flags, add_store_flags, table
+from ccpipe.cli.common import Parser, add_actor_flags, add_store_flags, require_actor, table
+from ccpipe.errors import ConfigError
 
 
 def _parser() -> Parser:
@@ -22,7 +23,8 @@ def _parser() -> Parser:
 def test_both_spellings_reach_the_same_flag():
     parser = _parser()
     hyphen = parser.parse_args(["--control-plane", "sqlite:///x.db", "--master-key-file=/k", "run", "--as-of", "2026"])
-    underscore = parser.parse_args(["--control_plane", "sqlite:///x.db", "--master_key_file=/k", "run", "--as_of", "2026"])
+    underscore = parser.parse_args(["--control_plane", "sqlite:///x.db", "--master_key_file=/k", "run", "--as_of",
+                                    "2026"])
     assert vars(hyphen) == vars(underscore) == {
         "action": "run", "as_of": "2026", "control_plane": "sqlite:///x.db", "keystore": None,
         "master_key_file": "/k", "kms": "",
@@ -36,13 +38,42 @@ def test_a_typo_is_an_error_naming_the_nearest_flag(capsys):
     assert "unrecognized argument '--control-plan'; did you mean --control_plane?" in capsys.readouterr().err
 
 
-def test_identity_flags_default_from_the_environment(monkeypatch):
-    monkeypatch.setenv("CCPIPE_ACTOR", "ops1")
-    monkeypatch.setenv("CCPIPE_ROLE", "operator")
+def test_the_environment_identity_is_taken_whole_and_only_without_identity_flags():
+    """A role left in the environment never joins an actor named on the command line (review finding)."""
+    env = {"CCPIPE_ACTOR": "ops1", "CCPIPE_ROLE": "customer_admin", "CCPIPE_ACTOR_TENANT": "tnt-a"}
     parser = Parser(prog="ccpipe test")
     add_actor_flags(parser)
-    assert vars(parser.parse_args([])) == {"actor": "ops1", "role": "operator", "actor_tenant": None}
-    assert parser.parse_args(["--actor", "ops2"]).actor == "ops2"
+    args = parser.parse_args([])
+    require_actor(args, env)
+    assert (args.actor, args.role, args.actor_tenant) == ("ops1", "customer_admin", "tnt-a")
+    args = parser.parse_args(["--actor", "bob"])
+    with pytest.raises(ConfigError, match="--role is required"):
+        require_actor(args, env)
+    args = parser.parse_args(["--actor", "bob", "--role", "operator"])
+    require_actor(args, env)
+    assert (args.actor, args.role, args.actor_tenant) == ("bob", "operator", None)
+    with pytest.raises(ConfigError, match=r"\$CCPIPE_ROLE 'admin' must be operator or customer_admin"):
+        require_actor(parser.parse_args([]), {"CCPIPE_ACTOR": "ops1", "CCPIPE_ROLE": "admin"})
+
+
+def test_abbreviations_are_refused(capsys):
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["--control", "sqlite:///x.db", "run"])
+    assert "unrecognized argument '--control'" in capsys.readouterr().err
+
+
+def test_batch_hands_beam_flags_on_in_the_spelling_beam_reads():
+    """Before: --dask-client-address passed the check, then Beam discarded it (a local cluster started)."""
+    from ccpipe.cli.batch import _parser, strict_args
+
+    args, argv, beam = strict_args(_parser(), ["--input", "x", "--output", "/x", "--dask-client-address", "h:1",
+                                               "--temp_location", "/x"])
+    assert beam == ["--dask_client_address", "h:1", "--temp_location", "/x"]
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.runners.dask.dask_runner import DaskOptions
+
+    assert PipelineOptions(argv).view_as(DaskOptions).address == "h:1"
+    assert args.output == "/x"  # a Beam flag's value equal to one of ours no longer takes ours away
 
 
 def test_table_aligns_columns_under_a_header():
@@ -66,4 +97,5 @@ def test_governance_commands_are_strict_and_list_with_headers(tmp_path):
     assert listed.stdout.splitlines() == ["GRANT  TENANT  GRANTEE  GRANTED_BY  EXPIRES_AT  REVOKED_AT"]
     missing = ccpipe("grants", "list", "--control_plane", cp)
     assert missing.returncode == 2
-    assert missing.stderr.strip() == "ccpipe grants: error: --actor is required (or set $CCPIPE_ACTOR)"
+    assert missing.stderr.strip() == ("ccpipe grants: error: --actor is required (or set the whole identity in "
+                                      "$CCPIPE_ACTOR, $CCPIPE_ROLE)")

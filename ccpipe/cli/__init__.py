@@ -7,6 +7,7 @@ hyphenated spelling is accepted too (``ccpipe.cli.common``).
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from ccpipe.crypto import DecryptionError
@@ -50,11 +51,40 @@ COMMANDS = {
 }
 
 
+# Beam logs this WARNING whenever it is imported (its optional GCP client is not installed): not the user's concern.
+BEAM_IMPORT_NOTICE = "apitools not found"
+
+
 def _command(name: str):
     import importlib
 
     module, _, function = COMMANDS[name].partition(":")
     return getattr(importlib.import_module(module), function)
+
+
+def _not_import_notice(record: logging.LogRecord) -> bool:
+    return not (record.name == "root" and str(record.msg).startswith(BEAM_IMPORT_NOTICE))
+
+
+def user_path_error(err: OSError, argv: list[str]) -> str | None:
+    """One line for an OSError about a path the user named on the command line, else None.
+
+    ``--in /x/b.bin`` (or ``--in=/x/b.bin``, or a positional ``/x/b.bin``) that does not exist reads
+    ``--in '/x/b.bin': No such file or directory``. An error about any other path is not the user's
+    mistake and is left to surface as the bug it is.
+    """
+    if err.filename is None or isinstance(err.filename, int):
+        return None
+    named = os.path.normpath(os.fsdecode(err.filename))
+    why = err.strerror or type(err).__name__
+    for i, token in enumerate(argv):
+        flag, eq, value = token.partition("=") if token.startswith("--") else ("", "", token)
+        if not value or os.path.normpath(value) != named:
+            continue
+        if not eq and i > 0 and argv[i - 1].startswith("-") and argv[i - 1] != "--":
+            flag = argv[i - 1]
+        return f"{flag} {value!r}: {why}" if flag else f"{value!r}: {why}"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ccpipe {version('ccpipe')}")
         return 0
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_not_import_notice)
     for name in ("ccpipe", "pipelines", "transforms"):
         logging.getLogger(name).setLevel(logging.INFO)
     command, rest = argv[0], argv[1:]
@@ -84,6 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     except (CcpipeError, DecryptionError) as err:
         print(f"ccpipe {command}: error: {err}", file=sys.stderr)
         return 2
-
-
-
+    except OSError as err:
+        line = user_path_error(err, rest)
+        if line is None:
+            raise
+        print(f"ccpipe {command}: error: {line}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ccpipe {command}: interrupted", file=sys.stderr)
+        return 130

@@ -46,12 +46,22 @@ def canonical_flag(token: str, known: set[str]) -> str:
 def nearest(flag: str, known: set[str]) -> str:
     """``; did you mean --x?`` for the valid flag nearest to ``flag``, or an empty string."""
     name = "--" + flag.split("=", 1)[0].lstrip("-").replace("-", "_")
+    if name in known:  # a flag of another sub-command: naming it again would not help
+        return f"; {name} is not a flag of this command"
     near = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
     return f"; did you mean {near[0]}?" if near else ""
 
 
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser that accepts both flag spellings and names the nearest flag on a typo."""
+    """An ArgumentParser that accepts both flag spellings and names the nearest flag on a typo.
+
+    Abbreviations are refused (``--out`` is not ``--output``): a flag means what it spells.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        """As ArgumentParser, with ``allow_abbrev`` off unless asked for."""
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def parse_known_args(self, args=None, namespace=None):
         """Parse with hyphenated flag names mapped to their underscore spelling."""
@@ -91,21 +101,30 @@ def add_store_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_actor_flags(parser: argparse.ArgumentParser) -> None:
-    """Who acts (recorded in the audit log); defaults from $CCPIPE_ACTOR, $CCPIPE_ROLE, $CCPIPE_ACTOR_TENANT."""
-    env = os.environ
-    parser.add_argument("--actor", default=env.get(ACTOR_ENV["actor"]),
-                        help=f"who acts (recorded in the audit log; default ${ACTOR_ENV['actor']})")
-    parser.add_argument("--role", default=env.get(ACTOR_ENV["role"]), choices=["operator", "customer_admin"],
-                        help=f"operator or customer_admin (default ${ACTOR_ENV['role']})")
-    parser.add_argument("--actor_tenant", default=env.get(ACTOR_ENV["actor_tenant"]),
-                        help=f"the tenant a customer_admin administers (default ${ACTOR_ENV['actor_tenant']})")
+    """Who acts (recorded in the audit log); see ``require_actor`` for the environment's identity."""
+    env_names = "$" + ", $".join(ACTOR_ENV.values())
+    parser.add_argument("--actor", help=f"who acts (recorded in the audit log; default: the identity in {env_names})")
+    parser.add_argument("--role", choices=["operator", "customer_admin"], help="operator or customer_admin")
+    parser.add_argument("--actor_tenant", help="the tenant a customer_admin administers")
 
 
-def require_actor(args: argparse.Namespace) -> None:
-    """ConfigError unless the identity flags (or their environment defaults) are set."""
+def require_actor(args: argparse.Namespace, environ=None) -> None:
+    """ConfigError unless an identity is given: all on the command line, or all from the environment.
+
+    The environment's identity ($CCPIPE_ACTOR, $CCPIPE_ROLE, $CCPIPE_ACTOR_TENANT) is taken as a
+    whole and only when no identity flag is given, so a role left in a shell never joins an actor
+    named on the command line (the audit log records whichever identity acted).
+    """
+    environ = os.environ if environ is None else environ
+    if not any(getattr(args, name, None) for name in ACTOR_ENV) and environ.get(ACTOR_ENV["actor"]):
+        for name, var in ACTOR_ENV.items():
+            setattr(args, name, environ.get(var) or None)
+        if args.role not in ("operator", "customer_admin"):
+            raise ConfigError(f"${ACTOR_ENV['role']} {args.role!r} must be operator or customer_admin")
     for name in ("actor", "role"):
         if not getattr(args, name, None):
-            raise ConfigError(f"--{name} is required (or set ${ACTOR_ENV[name]})")
+            raise ConfigError(f"--{name} is required (or set the whole identity in ${ACTOR_ENV['actor']}, "
+                              f"${ACTOR_ENV['role']})")
 
 
 def common(parser: argparse.ArgumentParser, actor: bool = True) -> None:
