@@ -97,3 +97,25 @@ def test_commit_stage_replaces_a_client_stuck_reading_committed_offsets(clients,
     fn._consumer = kafka_io._consumer(CONFIG, fn._errors)
     assert fn._low(0) == 7
     assert clients.made == 2
+
+
+def test_committer_survives_a_client_that_cannot_be_created(clients, monkeypatch):
+    """Before: an exception creating the replacement killed the committer thread; commits stopped silently."""
+    calls = {"n": 0}
+    make = kafka_io._consumer
+
+    def flaky(config, errors=None):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the first replacement attempt: e.g. the CA file is briefly missing
+            raise OSError("ca.pem: No such file or directory")
+        return make(config, errors)
+
+    monkeypatch.setattr(kafka_io, "_consumer", flaky)
+    clients.stuck = 1
+    committer = _OffsetCommitter.acquire("test-flaky", CONFIG)
+    try:
+        committer.submit(1, 9)
+        assert committer.flush(30), "the committer thread died on the failed replacement"
+    finally:
+        committer.release("test-flaky")
+    assert clients.commits == [{1: 9}]

@@ -661,9 +661,15 @@ class _OffsetCommitter:
             return not self._target
 
     def _replace_client(self) -> None:
-        """A fresh client, which looks up the group coordinator again."""
-        old, self._errors = self._consumer, ClientErrors(self._config)
-        self._consumer = _consumer(self._config, self._errors)
+        """A fresh client, which looks up the group coordinator again; the old one stays if none can be made."""
+        errors = ClientErrors(self._config)
+        try:
+            fresh = _consumer(self._config, errors)
+        except Exception as err:  # noqa: BLE001 - e.g. a CA or password file gone: keep retrying on the old one
+            _LOG.warning("Kafka: cannot create a new committer client (%s); retrying on the old one",
+                         type(err).__name__)
+            return
+        old, self._consumer, self._errors = self._consumer, fresh, errors
         self.clients_replaced += 1
         _close_quietly(old)
 
@@ -710,6 +716,14 @@ class _OffsetCommitter:
                 self._cond.notify_all()
 
 
+def flush_offset_commits(seconds: float) -> bool:
+    """Wait up to ``seconds`` until every offset committer of this process has committed what it was given."""
+    with _OffsetCommitter._shared_lock:
+        committers = list(_OffsetCommitter._shared.values())
+    deadline = time.monotonic() + seconds
+    return all(c.flush(max(0.0, deadline - time.monotonic())) for c in committers)
+
+
 class _CommitContiguousFn(beam.DoFn):
     """Per partition: the offset below which every record has been handled, for the committer.
 
@@ -740,8 +754,13 @@ class _CommitContiguousFn(beam.DoFn):
 
     def _replace_consumer(self) -> None:
         """A fresh client, which looks up the group coordinator again (see CLIENT_RESET_FAILURES)."""
-        old, self._errors = self._consumer, ClientErrors(self._config)
-        self._consumer = _consumer(self._config, self._errors)
+        errors = ClientErrors(self._config)
+        try:
+            fresh = _consumer(self._config, errors)
+        except Exception as err:  # noqa: BLE001 - keep retrying on the old client
+            _LOG.warning("Kafka: cannot create a new client (%s); retrying on the old one", type(err).__name__)
+            return
+        old, self._consumer, self._errors = self._consumer, fresh, errors
         _close_quietly(old)
 
     def teardown(self):
