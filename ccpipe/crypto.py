@@ -135,6 +135,8 @@ def verify_password(password: str, encoded: str) -> bool:
         from argon2.exceptions import InvalidHashError, VerificationError
         from argon2.low_level import Type, verify_secret
 
+        if not _argon2_params_ok(encoded):
+            return False
         try:
             return verify_secret(encoded.encode(), password.encode(), Type.ID)
         except (VerificationError, InvalidHashError):
@@ -143,10 +145,31 @@ def verify_password(password: str, encoded: str) -> bool:
     if len(parts) != 6 or parts[0] != "scrypt":
         return False
     _scheme, n, r, p, salt, digest = parts
-    got = hashlib.scrypt(
-        password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p), dklen=32
-    )
-    return hmac.compare_digest(got, base64.b64decode(digest))
+    try:
+        n_, r_, p_ = int(n), int(r), int(p)
+        if not (2**14 <= n_ <= 2**20 and n_ & (n_ - 1) == 0 and 1 <= r_ <= 32 and 1 <= p_ <= 16):
+            return False  # weaker than the cost this project ever stored, or a memory bomb
+        got = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt, validate=True), n=n_, r=r_, p=p_,
+                             dklen=32, maxmem=2**31 - 1)
+        return hmac.compare_digest(got, base64.b64decode(digest, validate=True))
+    except (ValueError, TypeError):  # malformed numbers or base64
+        return False
+
+
+# What a stored Argon2id hash may declare: never below OWASP's minimum, never a memory bomb.
+_ARGON2_LIMITS = {"m": (19456, 1 << 21), "t": (2, 16), "p": (1, 16)}
+
+
+def _argon2_params_ok(encoded: str) -> bool:
+    """True when an Argon2id PHC string's m, t and p lie within ``_ARGON2_LIMITS``."""
+    parts = encoded.split("$")
+    if len(parts) != 6:
+        return False
+    try:
+        params = dict(item.split("=", 1) for item in parts[3].split(","))
+        return all(low <= int(params[k]) <= high for k, (low, high) in _ARGON2_LIMITS.items())
+    except (ValueError, KeyError):
+        return False
 
 
 def hash_rate(seconds: float = 2.0, params: PasswordHashParams = PASSWORD_HASH) -> float:

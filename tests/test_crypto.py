@@ -1,7 +1,7 @@
 import pytest
 
 from ccpipe import crypto
-from ccpipe.crypto import DataKey, DecryptionError
+from ccpipe.crypto import DataKey, DecryptionError, hash_password, verify_password
 
 KEY = DataKey("tnt-a", "content", 3, bytes(range(32)))
 AAD = crypto.field_aad("tnt-a", "nl", "calls", "r1", "transcript")
@@ -64,3 +64,24 @@ def test_password_hash_is_salted_argon2id_at_owasp_cost():
 
 def test_datakey_repr_hides_material():
     assert "material" not in repr(KEY) and str(bytes(range(32))) not in repr(KEY)
+
+
+@pytest.mark.parametrize("encoded", [
+    "scrypt$abc$8$1$AAAA$AAAA",  # not a number: raised ValueError before the review
+    "scrypt$3$8$1$AAAA$AAAA",  # not a power of two
+    "scrypt$1024$8$1$AAAA$AAAA",  # below the cost ever stored
+    "scrypt$1073741824$8$1$AAAA$AAAA",  # a memory bomb
+    "scrypt$16384$8$1$!!!$AAAA",  # not base64
+])
+def test_verify_password_refuses_malformed_scrypt_strings(encoded):
+    assert verify_password("x", encoded) is False
+
+
+def test_verify_password_refuses_argon2_hashes_below_the_minimum_cost():
+    """A hash declaring t=1, m=8 verified True before the review: parameters were never checked."""
+    from argon2.low_level import Type, hash_secret
+
+    weak = hash_secret(b"pw", b"saltsaltsalt", time_cost=1, memory_cost=8, parallelism=1, hash_len=4,
+                       type=Type.ID).decode()
+    assert verify_password("pw", weak) is False
+    assert verify_password("pw", hash_password("pw")) is True
