@@ -70,7 +70,7 @@ def _naive_presidio(model: str):
     return AnalyzerEngine(nlp_engine=nlp_engine, registry=registry)
 
 
-def _old_find_known_values(text: str, known, score: float = 1.0, case_sensitive: frozenset[str] = frozenset()):
+def reference_find_known_values(text: str, known, score: float = 1.0, case_sensitive: frozenset[str] = frozenset()):
     """find_known_values before issue 13 (a regex compiled per text and value): the baseline of (e)."""
     import re
 
@@ -130,7 +130,7 @@ def _cost(args, work: Path) -> None:
               f"{ner_cpu / max(cpu, 1e-9):>11.0%}")
     print(f"{'all':<18}{int(total_records):>8}{'':>7}{total_records / total_cpu:>14.0f}")
     pairs = [(t, g.known) for groups in by_type.values() for g in groups for t in g.texts if g.known]
-    for name, fn in (("known values, per-text regexes (before)", _old_find_known_values),
+    for name, fn in (("known values, per-text regexes (before)", reference_find_known_values),
                      ("known values, shared matcher (now)", find_known_values)):
         re.purge()
         start = time.process_time()

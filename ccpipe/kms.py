@@ -59,6 +59,9 @@ from ccpipe.crypto import KEY_BYTES, DecryptionError, unwrap_key, wrap_key
 from ccpipe.errors import CcpipeError, ConfigError, KeyUnavailableError, MasterKeyError
 
 KMS_KINDS = ("local", "openbao")
+# The --kms flag's help, the same on every command that takes it.
+KMS_FLAG_HELP = ("key manager of the tenant KEKs: local, openbao://HOST:PORT[/MOUNT]?token_file=PATH or "
+                 "openbao+http://127.0.0.1:PORT (default: the one the keystore was created with, else local)")
 _LOCAL_MAGIC = b"LK1"
 _LOCAL_HEADER = struct.Struct(">3sI")
 _CHECK_AAD = b"ccpipe/kek-check/v1"

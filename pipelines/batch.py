@@ -36,6 +36,7 @@ from ccpipe.keystore import (
     deadletter_key_owner,
     prepare_sqlite_url,
 )
+from ccpipe.kms import KMS_FLAG_HELP
 from ccpipe.pii.engine import PiiConfig
 from ccpipe.types import QUARANTINE_REGION, REGIONS, Tenant
 from pipelines.stages import ProcessingConfig, ProcessRecords
@@ -70,8 +71,7 @@ class BatchOptions(PipelineOptions):
         parser.add_argument("--master_key_file", help="master key file of --kms local (default in $CCPIPE_HOME)")
         parser.add_argument(
             "--kms", default="",
-            help="key manager of the tenant KEKs: local, openbao://HOST:PORT[/MOUNT]?token_file=PATH or "
-            "openbao+http://127.0.0.1:PORT (default: the one the keystore was created with, else local)",
+            help=KMS_FLAG_HELP,
         )
         parser.add_argument("--model", default="en_core_web_sm", help="installed spaCy model for NER")
         parser.add_argument("--pii_config", help="PII configuration YAML: allow-lists, tenant id patterns, model")

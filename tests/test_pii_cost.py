@@ -14,23 +14,11 @@ import re
 
 import pytest
 
+from bench.pii import reference_find_known_values
 from ccpipe import crypto, policy
 from ccpipe.crypto import DataKey
 from ccpipe.pii import engine
 from ccpipe.types import Finding, InputRecord, PseudonymizedRecord, RoutedRecord, TaggedRecord
-
-
-def reference_find_known_values(text, known, score=1.0, case_sensitive=frozenset()):
-    """find_known_values as it was: one regex per value, compiled for every text."""
-    out = []
-    for entity_type, value in known:
-        needle = value.strip()
-        if len(needle) < 3:
-            continue
-        flags = 0 if value in case_sensitive else re.IGNORECASE
-        pattern = re.compile(r"(?<!\w)" + re.escape(needle) + r"(?!\w)", flags)
-        out.extend(Finding(entity_type, m.start(), m.end(), score) for m in pattern.finditer(text))
-    return out
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from ccpipe.errors import ConfigError
+from ccpipe.kms import KMS_FLAG_HELP
 
 # Environment defaults for the identity flags, so an operator need not repeat them on every command.
 ACTOR_ENV = {"actor": "CCPIPE_ACTOR", "role": "CCPIPE_ROLE", "actor_tenant": "CCPIPE_ACTOR_TENANT"}
@@ -95,8 +96,7 @@ def add_store_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--master_key_file", help="master key file of --kms local (default $CCPIPE_HOME/master.key)")
     parser.add_argument(
         "--kms", default="",
-        help="key manager of the tenant KEKs: local, openbao://HOST:PORT[/MOUNT]?token_file=PATH or "
-        "openbao+http://127.0.0.1:PORT (default: the one the keystore was created with, else local)",
+        help=KMS_FLAG_HELP,
     )
 
 
