@@ -109,6 +109,35 @@ _PEM = re.compile(
 )
 _MARKER = re.compile(r"(\[redacted:[a-z_]+(?::[0-9a-f]{16})?\])")
 
+# The deepest nesting of arrays and objects a line may have (contract §1, "bounded nesting"). Parsing
+# (transforms.parse), the dead-letter id look-up and the JSON scrub below all refuse deeper lines up
+# front instead of relying on RecursionError: where that strikes depends on how deep the call stack
+# already is, which differs between runners (in-process FnApiRunner, --workers N, Dask) and fused
+# stages, so the same line could be a record on one runner and a dead letter (or another dead-letter
+# id) on another. 100 leaves room under Python's recursion limit for every recursive step after it.
+MAX_NESTING = 100
+_NESTING_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\Z)|[\[\]{}]', re.S)
+
+
+def nesting_exceeds(text: str, limit: int = MAX_NESTING) -> bool:
+    """Whether JSON text nests arrays and objects more than ``limit`` deep (brackets inside strings skipped).
+
+    Iterative, so the answer never depends on the caller's stack. It never under-counts what
+    ``json.loads`` would reach: both read strings the same way, and the parser stops at the first error.
+    """
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    depth = 0
+    for match in _NESTING_TOKEN.finditer(text):
+        bracket = text[match.start()]
+        if bracket in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif bracket in "]}":
+            depth -= 1
+    return False
+
 
 def _luhn(digits: str) -> bool:
     from ccpipe.pii.recognizers.luhn_card_recognizer import luhn_valid
@@ -332,7 +361,9 @@ def scrub_text(text: str, key: DataKey | None) -> str:
     """``scrub`` on decoded text (lone surrogates stand for bytes that were not UTF-8)."""
     marker = _marker_fn(key)
     scrubbed = None
-    if not any("\udc80" <= ch <= "\udcff" for ch in text):  # bytes that were not UTF-8: not JSON
+    # Bytes that were not UTF-8, or nesting deeper than MAX_NESTING: not JSON (the raw scrub is
+    # iterative; the JSON one recurses, and where recursion fails must not decide the outcome).
+    if not any("\udc80" <= ch <= "\udcff" for ch in text) and not nesting_exceeds(text):
         scrubbed = _scrub_json(text, marker)
     return _scrub_raw(text, marker) if scrubbed is None else scrubbed
 

@@ -193,8 +193,6 @@ def test_user_path_error_names_the_flag():
     assert user_path_error(OSError(28, "No space left on device"), ["--in", "/x"]) is None
 
 
-@pytest.mark.xfail(strict=True, reason="waits for the edits in transforms/read.py (_splits: ConfigError when a "
-                   "pattern matches no file) and pipelines/batch.py run() (a ConfigError while building is re-raised)")
 def test_library_run_with_an_input_that_matches_nothing_is_a_config_error(tmp_path):
     """Not only the CLI: pipelines.batch.run says which input matched nothing (it used to fail the run with
     'run ... failed, no manifest written ...: OSError: No files found based on the file pattern ...')."""

@@ -10,6 +10,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import PCollection
 
+from ccpipe.deadletter import MAX_NESTING, nesting_exceeds
 from ccpipe.errors import ConfigError, RecordError
 from ccpipe.progress import Progress
 from ccpipe.schemas import EVENT_TIME_FIELD, utc_date, validate
@@ -54,6 +55,10 @@ def parse_line(raw: RawInput, config: ParseConfig) -> InputRecord:
         text = raw.data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise RecordError("invalid_utf8", f"invalid UTF-8 at byte {err.start}") from None
+    if nesting_exceeds(text):
+        # Checked before parsing, never left to RecursionError: where that strikes depends on the call
+        # stack, so the same line would be a record on one runner and a dead letter on another.
+        raise RecordError("malformed_json", f"malformed JSON: nested deeper than {MAX_NESTING} levels")
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as err:
@@ -102,8 +107,11 @@ def _ids_of(raw: RawInput) -> tuple[str | None, str | None]:
     when it names one tenant, its dead letter goes to that tenant's region and, if the tenant is in
     the registry, is sealed under its key (ccpipe.deadletter), so shredding the tenant reaches it.
     """
-    try:
-        obj = json.loads(raw.data)
+    try:  # as json.loads(bytes) decodes; nesting beyond MAX_NESTING is searched as text (never by recursion)
+        text = raw.data.decode(json.detect_encoding(raw.data), "surrogatepass")
+        if nesting_exceeds(text):
+            raise ValueError("nested too deeply")
+        obj = json.loads(text)
     except (ValueError, RecursionError):
         return _id_in_text(raw.data, "tenant_id"), _id_in_text(raw.data, "record_id")
     if not isinstance(obj, dict):

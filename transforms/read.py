@@ -21,6 +21,7 @@ from apache_beam.coders import BytesCoder
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import PCollection
 
+from ccpipe.deadletter import MAX_NESTING
 from ccpipe.errors import ConfigError
 from ccpipe.types import RawInput
 from transforms.route import SideOutput, SplitTagged
@@ -48,9 +49,29 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def _nests_deeper(value: Any, limit: int) -> bool:
+    """Whether lists and dicts nest more than ``limit`` deep (iteratively: the call stack never decides)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list | tuple) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def _parquet_row_to_raw(row: dict[str, Any], source: str) -> RawInput:
-    """A Parquet row as a JSON line; any row becomes a line (bad ones are dead-lettered downstream)."""
+    """A Parquet row as a JSON line; any row becomes a line (bad ones are dead-lettered downstream).
+
+    A row nested deeper than the parser accepts becomes the unencodable-row line on every runner, rather
+    than whatever ``json.dumps`` makes of it at the stack depth of the moment.
+    """
     try:
+        if _nests_deeper(row, MAX_NESTING):
+            raise ValueError("nested too deeply")
         data = json.dumps(row, default=_json_default, allow_nan=True)
     except (ValueError, TypeError, RecursionError):
         data = json.dumps({"_unencodable_row": True})
@@ -71,9 +92,13 @@ def is_blank(raw: RawInput) -> bool:
 def _splits(path: str, split_bytes: int) -> list[tuple[Any, Any, Any, str]]:
     """(source, start, stop, parquet label) of every byte range of the files a path or glob names.
 
-    Raises (as ReadFromText does) when the glob matches no file. The label is the path as given for
+    ConfigError when the path or glob matches no file. The label is the path as given for
     Parquet rows (their ``source``) and empty for text, whose lines carry the file's name.
     """
+    from apache_beam.io.filesystems import FileSystems
+
+    if not FileSystems.match([path])[0].metadata_list:
+        raise ConfigError(f"input {path!r} matches no file")
     if path.endswith(".parquet"):
         source, label = beam.io.ReadFromParquetBatched(path)._source, path
     else:
