@@ -76,7 +76,7 @@ class SideOutput(NamedTuple):
     value: Any
 
 
-def _select(element: Any, tag: str, tags: frozenset[str]):
+def _select(element: Any, tag: str, tags: frozenset[str], has_main: bool = True):
     if isinstance(element, SideOutput):
         if element.tag not in tags:  # a stage's own bug: never drop an element silently
             raise ValueError(f"output tag {element.tag!r} is not one of {sorted(tags)}")
@@ -84,12 +84,18 @@ def _select(element: Any, tag: str, tags: frozenset[str]):
             yield element.value
     elif tag == "":
         yield element
+    elif not has_main:  # nowhere to go: a stage's own bug, never dropped silently (the type only, no value)
+        raise ValueError(
+            f"a plain {type(element).__name__} value reached SplitTagged without a main output "
+            f"(tags {sorted(tags)}): wrap it in SideOutput(tag, value) or give main"
+        )
 
 
 class SplitTagged(beam.PTransform):
     """Split a stage's one output: plain values to ``main``, each ``SideOutput`` to its tag's PCollection.
 
-    Every element goes to exactly one output; a ``SideOutput`` with an undeclared tag fails the run.
+    Every element goes to exactly one output; a ``SideOutput`` with an undeclared tag fails the run,
+    and so does a plain value when there is no ``main`` output (never dropped silently).
     """
 
     def __init__(self, tags: Iterable[str], main: str | None = None) -> None:
@@ -105,7 +111,11 @@ class SplitTagged(beam.PTransform):
     def expand(self, pcoll: PCollection):  # -> dict[str, PCollection]
         """Output name -> its values."""
         known = frozenset(self._tags)
-        out = {tag: pcoll | f"Select_{tag}" >> beam.FlatMap(_select, tag=tag, tags=known) for tag in self._tags}
+        has_main = self._main is not None
+        out = {
+            tag: pcoll | f"Select_{tag}" >> beam.FlatMap(_select, tag=tag, tags=known, has_main=has_main)
+            for tag in self._tags
+        }
         if self._main is not None:
             out[self._main] = pcoll | f"Select_{self._main}" >> beam.FlatMap(_select, tag="", tags=known)
         return out

@@ -4,7 +4,8 @@ Presidio is loaded once per worker process (``apache_beam.utils.shared.Shared``)
 every DoFn instance and thread of that process.
 
 Batches are formed one of two ways. Batch pipelines group records by a hash of their id into
-``shards`` groups (a GroupByKey) and cut each group into batches: it runs the same on every runner,
+``shards`` groups (a GroupByKey) and cut each group into batches as its iterable is read (no sort,
+so a worker holds one batch, not the group): it runs the same on every runner,
 including Beam's DaskRunner, which drops whatever a DoFn emits from ``finish_bundle`` (where
 ``beam.BatchElements`` emits each bundle's last batch). Streaming pipelines (``shards=None``) batch
 within bundles with ``beam.BatchElements`` and add no shuffle.
@@ -104,11 +105,23 @@ def _shard_of(routed: RoutedRecord, shards: int) -> tuple[int, RoutedRecord]:
 
 
 def _batches(group, max_batch: int):
-    """A shard's records in batches of at most ``max_batch``, in record order (the same on every runner)."""
+    """A shard's records in batches of at most ``max_batch``, in the order the group's iterable gives them.
+
+    Streams: a batch is yielded as soon as it is full, so a worker holds one batch of records (raw
+    payloads), never the shard group (a runner may page a large group's iterable in from its shuffle).
+    No sort: which records share a batch depends on the runner's order, but findings do not depend
+    on a batch's composition (each text is analysed alone; batching only amortises ``nlp.pipe``), and
+    the writer sorts output rows by key, so the output is the same whatever the order.
+    """
     _shard, records = group
-    ordered = sorted(records, key=lambda r: (r.record.tenant_id, r.record.record_id))
-    for start in range(0, len(ordered), max_batch):
-        yield ordered[start:start + max_batch]
+    batch = []
+    for routed in records:
+        batch.append(routed)
+        if len(batch) == max_batch:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 class TagPii(beam.PTransform[PCollection[RoutedRecord], Tagged]):

@@ -36,6 +36,21 @@ What the writer promises, and how:
   no duplicates, no stale extra files. A shard that fits in one file gets the name earlier versions
   gave it (the digest of all its keys), so re-running an input written before this design replaces
   its files too.
+* **No stale duplicates after a re-run with other settings.** A re-run of the same input with another
+  ``max_rows_per_file`` or ``shards`` cuts other files (other names), so after its files are written
+  the batch writer looks, in every partition it wrote, at the batch part files it did not write
+  (``part-<shard>-<digest>.parquet`` of any shard; never streaming files, ``part-<shard>-w<ms>-...``,
+  nor hidden temporary files, nor any other name) and removes each one whose row keys are *all*
+  written by this run, so the partition holds every row once (counted,
+  ``ccpipe.write/stale_files_removed``). A file holding any row key this run does not write (an
+  earlier, different input into the same partition) is kept, whole (``ccpipe.write/stale_files_kept``):
+  never data loss, at the price of duplicate rows for the keys both inputs share. Only key columns
+  are read, a bounded number of keys at a time (the run's files are read back per batch of
+  candidates; with the row key's record id, only the files of the shards those keys hash to).
+  Counts are logged, never values. Two batch jobs writing the same partitions of one root at the
+  same time are not supported: one may remove a file of the other whose rows it also wrote (no row
+  is lost, but the other run's manifest then names a removed file). A streaming job beside a batch
+  job is fine (streaming files are never removed).
 * **Atomic files.** Each file is written under a hidden temporary name that no reader takes for a part
   file (``.tmp-<uuid>.inprogress``) and renamed, so readers never see a partial file.
 * **Row content.** Rows are written exactly as given (one copy per row key: the same key twice is
@@ -49,6 +64,7 @@ import dataclasses
 import hashlib
 import io
 import logging
+import re
 import uuid
 
 import apache_beam as beam
@@ -81,6 +97,11 @@ SIZE_BUCKETS = 256
 _BUCKET_FILL = 0.9
 # Rows turned into one Arrow table (and Parquet row group) at a time while a file is written.
 _ROW_GROUP_ROWS = 10_000
+# A batch part file's name (the shard, the digest). Streaming files (``part-<shard>-w<ms>-<digest>``)
+# and anything else never match: the stale-file removal never looks at them.
+_BATCH_PART = re.compile(r"part-(\d{5})-([0-9a-f]{20})\.parquet")
+# Row keys of candidate stale files checked against this run's files in one pass (a file is never split).
+_STALE_CHECK_KEYS = 100_000
 
 
 def _record_hash(record_id: str) -> bytes:
@@ -304,6 +325,98 @@ class _WriteParquetFn(beam.DoFn):
         )
 
 
+def _read_keys(path: str, dataset: str) -> list[tuple]:
+    """The row keys of one Parquet file (its key columns only)."""
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        table = pq.read_table(io.BytesIO(handle.read()), columns=list(ROW_KEY[dataset]))
+    return [_row_key(dataset, v) for v in table.to_pylist()]
+
+
+class _RemoveStaleFilesFn(beam.DoFn):
+    """A partition's WriteResults, passed on after its stale batch files are removed (see the module doc)."""
+
+    def __init__(self, sinks: SinkConfig) -> None:
+        self._sinks = sinks
+        self._removed = Metrics.counter("ccpipe.write", "stale_files_removed")
+        self._kept = Metrics.counter("ccpipe.write", "stale_files_kept")
+
+    def process(self, element):
+        folder, results = element
+        results = list(results)
+        own: dict[str, int | None] = {}  # this run's file names in the partition -> shard
+        for result in results:
+            name = FileSystems.split(result.path)[1]
+            match = _BATCH_PART.fullmatch(name)
+            own[name] = int(match.group(1)) if match else None
+        try:
+            listed = FileSystems.match([FileSystems.join(folder, "part-*.parquet")])[0].metadata_list
+        except Exception:  # noqa: BLE001 - Beam raises when nothing matches
+            listed = []
+        candidates = sorted(
+            m.path for m in listed
+            if _BATCH_PART.fullmatch(FileSystems.split(m.path)[1]) and FileSystems.split(m.path)[1] not in own
+        )
+        if candidates:
+            dataset = results[0].dataset
+            own_paths = {name: FileSystems.join(folder, name) for name in own}
+            removed, kept = self._remove_stale(dataset, candidates, own, own_paths)
+            _LOG.info("partition %s: removed %d stale files, kept %d holding rows this run does not write",
+                      folder, removed, kept)
+        yield from results
+
+    def _remove_stale(self, dataset: str, candidates: list[str], own: dict[str, int | None],
+                      own_paths: dict[str, str]) -> tuple[int, int]:
+        removed = kept = 0
+        pending: list[tuple[str, set[tuple]]] = []
+        held = 0
+        for index, path in enumerate(candidates):
+            try:
+                keys = set(_read_keys(path, dataset))
+            except Exception:  # noqa: BLE001 - a file that cannot be read is never removed
+                _LOG.warning("kept %s: its row keys could not be read", path)
+                kept += 1
+                self._kept.inc()
+                keys = None
+            if keys is not None:
+                pending.append((path, keys))
+                held += len(keys)
+            if pending and (held >= _STALE_CHECK_KEYS or index == len(candidates) - 1):
+                r, k = self._check(dataset, pending, own, own_paths)
+                removed, kept = removed + r, kept + k
+                pending, held = [], 0
+        return removed, kept
+
+    def _check(self, dataset: str, pending: list[tuple[str, set[tuple]]], own: dict[str, int | None],
+               own_paths: dict[str, str]) -> tuple[int, int]:
+        """Remove the pending files whose every row key is in one of this run's files of the partition."""
+        missing: set[tuple] = set().union(*(keys for _, keys in pending))
+        key_columns = ROW_KEY[dataset]
+        names = sorted(own)
+        if "record_id" in key_columns and None not in own.values():
+            # Only this run's files of the shards the keys hash to can hold them (pruning only ever keeps more).
+            at = key_columns.index("record_id")
+            shards = {_shard_of(key[at], self._sinks.shards) for key in missing}
+            names = [name for name in names if own[name] in shards]
+        for name in names:
+            if not missing:
+                break
+            missing.difference_update(_read_keys(own_paths[name], dataset))
+        removed = kept = 0
+        for path, keys in pending:
+            if not keys.isdisjoint(missing):
+                kept += 1
+                self._kept.inc()
+                continue
+            try:
+                FileSystems.delete([path])
+            except Exception:  # noqa: BLE001 - already gone (a retried bundle) is fine
+                if FileSystems.exists(path):
+                    raise
+            removed += 1
+            self._removed.inc()
+        return removed, kept
+
+
 class WriteRegionalParquet(beam.PTransform[PCollection[OutputRow], PCollection[WriteResult]]):
     """Write rows to their region's sink: files of at most ``max_rows_per_file`` rows per partition shard."""
 
@@ -313,7 +426,11 @@ class WriteRegionalParquet(beam.PTransform[PCollection[OutputRow], PCollection[W
         self._sinks = sinks
 
     def expand(self, rows: PCollection[OutputRow]) -> PCollection[WriteResult]:
-        """One WriteResult per file written (streaming: also one without a file for a shard already written)."""
+        """One WriteResult per file written (streaming: also one without a file for a shard already written).
+
+        Batch: the WriteResults of a partition come out once all its files are written and its stale
+        files (a previous run's, cut with other settings) are removed.
+        """
         shards, max_rows = self._sinks.shards, self._sinks.max_rows_per_file
         if self._sinks.streaming:
             # A window's rows of one shard: bounded by the window, cut into files by the cap.
@@ -340,4 +457,12 @@ class WriteRegionalParquet(beam.PTransform[PCollection[OutputRow], PCollection[W
                 | "KeyByFileBucket" >> beam.FlatMap(_key_by_file_bucket, max_rows_per_file=max_rows)
                 | "GroupByFileBucket" >> beam.GroupByKey()
             )
-        return grouped | "WriteFiles" >> beam.ParDo(_WriteParquetFn(self._sinks))
+        written = grouped | "WriteFiles" >> beam.ParDo(_WriteParquetFn(self._sinks))
+        if self._sinks.streaming:
+            return written
+        return (
+            written
+            | "KeyByPartition" >> beam.Map(lambda r: (FileSystems.split(r.path)[0], r))
+            | "GroupByPartition" >> beam.GroupByKey()
+            | "RemoveStaleFiles" >> beam.ParDo(_RemoveStaleFilesFn(self._sinks))
+        )
