@@ -3,11 +3,19 @@
 ``records_read == records_written + records_dead_lettered`` must hold for every run; the
 manifest states it in ``reconciled``. Written records count primary datasets only
 (``usage_daily`` is derived, dead letters are counted on their own).
+
+``files`` lists the part files the run wrote: a file under the output root (the default root, where
+the manifest itself is written) relative to it, ``/``-separated (``region=eu/dataset=calls/...``),
+so the listing names the same files wherever the root is copied or mounted and compares between
+runs; a file under another root (``--sink REGION=URI``, a flow's sub-processor root) by its full
+path or URI, as written. The report resolves the relative ones against the root it is asked about.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import posixpath
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,8 +31,13 @@ def build_manifest(
     blanks: Iterable[tuple[str, int]],
     results: Iterable[WriteResult],
     extra: dict[str, Any] | None = None,
+    root: str | None = None,
 ) -> dict[str, Any]:
-    """Assemble the manifest from per-source read counts and per-file write results."""
+    """Assemble the manifest from per-source read counts and per-file write results.
+
+    ``root``: the output root the manifest is written under; the files under it are listed relative
+    to it (None: every file by its path as written).
+    """
     inputs = dict(sorted(reads))
     written: dict[str, dict[str, int]] = {}
     rows: dict[str, dict[str, int]] = {}
@@ -37,7 +50,7 @@ def build_manifest(
     for r in results:
         files += 1
         if r.path:
-            paths.append(r.path)
+            paths.append(listed_path(r.path, root))
         if r.dataset in FLOW_OF_DATASET:  # a permitted flow to its own sink: listed apart, never a record
             flow_rows.setdefault(FLOW_OF_DATASET[r.dataset], {}).setdefault(r.region, 0)
             flow_rows[FLOW_OF_DATASET[r.dataset]][r.region] += r.rows
@@ -72,6 +85,20 @@ def build_manifest(
         "files": sorted(paths),
         "flows": _flows(flow_rows, (extra or {}).get("flow_opt_ins", {})),
     }
+
+
+def listed_path(path: str, root: str | None) -> str:
+    """How ``files`` lists ``path``: relative to ``root`` (``/``-separated) when under it, else as written."""
+    if not root:
+        return path
+    if "://" in root or "://" in path:
+        prefix = root.rstrip("/") + "/"
+        rest = posixpath.normpath(path[len(prefix):]) if path.startswith(prefix) else ".."
+        return path if rest in (".", "..") or rest.startswith("../") else rest
+    base, full = os.path.abspath(root), os.path.abspath(path)
+    if full == base or os.path.commonpath([base, full]) != base:
+        return path
+    return os.path.relpath(full, base).replace(os.sep, "/")
 
 
 def _flows(flow_rows: dict[str, dict[str, int]], opt_ins: dict[str, list[str]]) -> list[dict[str, Any]]:

@@ -140,10 +140,8 @@ def _partitions(snapshot: dict) -> set[str]:
 
 
 def _manifest(root: Path, run_id: str) -> dict:
-    """The manifest without what names the run; the files it lists relative to the root."""
+    """The manifest without what names the run (its files are listed relative to the root: comparable as written)."""
     manifest = json.loads(Path(manifest_path(str(root), run_id)).read_text())
-    if "files" in manifest:
-        manifest["files"] = sorted(str(Path(f).relative_to(root)) for f in manifest["files"])
     return {k: v for k, v in manifest.items() if k not in RUN_SPECIFIC}
 
 

@@ -16,10 +16,10 @@ import pytest
 from conftest import read_truth
 
 from ccpipe.errors import ConfigError
-from ccpipe.manifest import build_manifest, dumps
+from ccpipe.manifest import build_manifest, dumps, listed_path
 from ccpipe.report import ReportError, ResidualConfig, build_run_report, write_run_report
 from ccpipe.report.model import stage_times
-from ccpipe.report.render import DEAD, WRITTEN
+from ccpipe.report.render import DEAD, WRITTEN, bar_chart
 from ccpipe.report.residual import PresidioDetector, is_residual, outermost, pick_sample
 from ccpipe.schemas import OUTPUT_SCHEMAS
 from ccpipe.types import WriteResult
@@ -194,8 +194,8 @@ def test_residual_check_counts_a_planted_value_and_never_shows_it(tmp_path, dete
          "wrapup_notes_redacted": f"Customer asked to be called back on {PLANTED['phone']} tomorrow."},
     ]
     results = [_write(out, "nl", "chat_messages", chat), _write(out, "nl", "calls", calls)]
-    manifest = build_manifest("planted", [("in.jsonl", 2)], [], results, {"runner": "test", "started_at": started})
-    manifest["files"] = [r.path for r in results]  # an exact listing, when the manifest has one
+    manifest = build_manifest("planted", [("in.jsonl", 2)], [], results, {"runner": "test", "started_at": started},
+                              root=str(out))
     (out / "_manifests").mkdir()
     (out / "_manifests" / "planted.json").write_text(dumps(manifest))
 
@@ -211,7 +211,8 @@ def test_residual_check_counts_a_planted_value_and_never_shows_it(tmp_path, dete
     }
     assert residual["by_entity_type"] == {"EMAIL_ADDRESS": 1, "PERSON": 1, "PHONE_NUMBER": 1}
     assert residual["total"] == 3
-    assert report["files"] == {"method": "listed by the manifest", "count": 2, "manifest_files_written": 2}
+    assert report["files"] == {"method": "listed by the manifest", "count": 2, "missing": 0,
+                               "manifest_files_written": 2}
     page = Path(paths.html).read_text(encoding="utf-8")
     twin = Path(paths.json).read_text(encoding="utf-8")
     assert "still look personal" in page
@@ -286,3 +287,89 @@ def test_cli_rebuilds_both_files(reported, capsys):
         main(["nope", "--output", str(scratch)])
     with pytest.raises(ConfigError, match=r"--sample '-3' must be a whole number of rows per dataset, 0 or more"):
         main([manifest["run_id"], "--output", str(scratch), "--sample", "-3"])
+
+
+def test_manifest_lists_files_relative_to_the_root_it_is_written_under(tmp_path):
+    root, other = tmp_path / "out", tmp_path / "eu-sink"
+    part = "dt=2026-03-01/part-00000-x.parquet"
+    results = [WriteResult("nl", "calls", f"{root}/region=nl/dataset=calls/{part}", 1, 1),
+               WriteResult("eu", "calls", f"{other}/region=eu/dataset=calls/{part}", 1, 1),
+               WriteResult("us", "calls", f"gs://bucket/us/region=us/dataset=calls/{part}", 1, 1),
+               WriteResult("nl", "telemetry", "", 0, 0)]
+    manifest = build_manifest("r", [("in.jsonl", 3)], [], results, root=str(root))
+    assert manifest["files"] == [f"{other}/region=eu/dataset=calls/{part}",
+                                 f"gs://bucket/us/region=us/dataset=calls/{part}",
+                                 f"region=nl/dataset=calls/{part}"]
+    assert manifest["files_written"] == 4
+    assert build_manifest("r", [], [], results[:1])["files"] == [results[0].path]  # no root: as written
+    assert listed_path(f"gs://bucket/out/region=us/{part}", "gs://bucket/out/") == f"region=us/{part}"
+    assert listed_path(f"gs://bucket/outer/{part}", "gs://bucket/out") == f"gs://bucket/outer/{part}"
+    assert listed_path(f"{tmp_path}/outer/{part}", str(root)) == f"{tmp_path}/outer/{part}"
+
+
+def test_batch_manifest_lists_every_part_file_relative_to_the_output_root(batch_run):
+    config, manifest = batch_run
+    root = Path(config.sinks.default_root)
+    on_disk = sorted(p.relative_to(root).as_posix() for p in root.rglob("part-*.parquet"))
+    assert on_disk and manifest["files"] == on_disk
+
+
+def test_report_reads_the_root_it_is_asked_about_and_counts_files_gone(batch_run, tmp_path):
+    """A copy of the output is reported from its own files; a listed file that is gone is counted, not fatal."""
+    config, manifest = batch_run
+    run_id, root = manifest["run_id"], config.sinks.default_root
+    out1, out1b = tmp_path / "out1", tmp_path / "out1b"
+    shutil.copytree(root, out1)
+    # the manifest as the pipeline lists its files: relative to the output root
+    listed = json.loads((out1 / "_manifests" / f"{run_id}.json").read_text())
+    listed["files"] = sorted(listed_path(f, root) for f in listed["files"])
+    (out1 / "_manifests" / f"{run_id}.json").write_text(dumps(listed))
+    shutil.copytree(out1, out1b)
+    gone = sorted(out1b.glob("region=*/dataset=_deadletter/*/part-*.parquet"))[0]
+    gone_rows = pq.read_metadata(gone).num_rows
+    gone.unlink()
+    off = ResidualConfig(sample_rows=0)
+
+    whole = build_run_report(str(out1), run_id, off)
+    assert whole["files"]["count"] == len(listed["files"]) and whole["files"]["missing"] == 0
+    assert whole["files"]["method"] == "listed by the manifest"
+    assert whole["dead_letters"]["by_stage_matches_manifest"] is True
+
+    copy = build_run_report(str(out1b), run_id, off)
+    assert copy["files"]["count"] == len(listed["files"]) - 1 and copy["files"]["missing"] == 1
+    dead = copy["dead_letters"]
+    assert dead["by_stage_matches_manifest"] is False
+    assert sum(dead["by_stage"].values()) == dead["total"] - gone_rows > 0
+    note = "1 file listed by the manifest no longer exists (retention, DSAR deletion)"
+    assert [n["why"] for n in copy["not_recorded"] if n["why"].startswith(note)]
+    paths = write_run_report(str(out1b), run_id, sample_rows=0)
+    assert Path(paths.html).read_text(encoding="utf-8").count(note) == 3  # warning, dead letters, not recorded
+
+    # every listed file gone (retention removed the run's data): still a report, from the manifest
+    for part in out1b.glob("region=*/**/part-*.parquet"):
+        part.unlink()
+    empty = build_run_report(str(out1b), run_id, off)
+    assert empty["files"] == {"method": "listed by the manifest", "count": 0, "missing": len(listed["files"]),
+                              "manifest_files_written": manifest["files_written"]}
+    assert empty["records"]["dead_lettered"] == manifest["records_dead_lettered"]
+
+
+def test_report_reads_files_under_other_sink_roots_where_they_were_written(tmp_path):
+    out, eu = tmp_path / "out", tmp_path / "eu-sink"
+    row = {"record_id": "call-1", "tenant_id": "tnt-nl-1", "category": "customer_content", "key_version": 1,
+           "transcript_redacted": "Router reboot fixed it.", "wrapup_notes_redacted": "Done."}
+    results = [_write(out, "nl", "calls", [row]), _write(eu, "eu", "calls", [{**row, "record_id": "call-2"}])]
+    manifest = build_manifest("two-roots", [("in.jsonl", 2)], [], results, {"runner": "test"}, root=str(out))
+    assert manifest["files"][0].startswith(str(eu)) and not manifest["files"][1].startswith("/")
+    (out / "_manifests").mkdir()
+    (out / "_manifests" / "two-roots.json").write_text(dumps(manifest))
+    report = build_run_report(str(out), "two-roots", ResidualConfig(sample_rows=0))
+    assert report["files"] == {"method": "listed by the manifest (1 under other sink roots, read where the run "
+                                         "wrote them)", "count": 2, "missing": 0, "manifest_files_written": 2}
+
+
+def test_chart_labels_are_plain_text_not_mathtext():
+    svg = bar_chart("Dead letters $\\alpha$", ["$\\undefinedmacro$", "costs $5 and $6"],
+                    [("dead-lettered", [1.0, 2.0], DEAD)], "records", "math")
+    for text in ("$\\undefinedmacro$", "costs $5 and $6", "Dead letters $\\alpha$"):
+        assert text in svg, text

@@ -44,7 +44,7 @@ class _CollectFn(beam.CombineFn):
 
 
 def _write(acc: dict[str, Any], root: str, run_id: str, extra: dict[str, Any]) -> str:
-    manifest = build_manifest(run_id, acc["read"].items(), acc["blank"].items(), acc["results"], extra)
+    manifest = build_manifest(run_id, acc["read"].items(), acc["blank"].items(), acc["results"], extra, root=root)
     path = manifest_path(root, run_id)
     write_atomically(path, dumps(manifest).encode())  # never a partial manifest under its name
     return path

@@ -152,7 +152,7 @@ def build_run_report(root: str, run_id: str, config: ResidualConfig | None = Non
     return model.build(
         manifest,
         metrics,
-        {"method": files.method, "count": len(files.files)},
+        {"method": files.method, "count": len(files.files), "missing": files.missing},
         dead_letter_steps(files),
         findings_by_field(files),
         check_residual(files, config, detector),

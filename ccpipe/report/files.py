@@ -1,8 +1,11 @@
 """Where a run's report reads from and writes to, through Beam's file systems (local or any URI).
 
 Reads: the manifest (``<root>/_manifests/<run_id>.json``), the Beam metrics saved by the batch run
-(``<root>/_reports/<run_id>.metrics.json``) and the run's Parquet part files. Writes: the report and
-its JSON twin under ``<root>/_reports/``, each through a hidden temporary file and a rename.
+(``<root>/_reports/<run_id>.metrics.json``) and the run's Parquet part files: those the manifest
+lists relative to the output root are read under ``<root>``, the root the report is asked about
+(a copy of the output reads its own files), those it lists by full path or URI (other sink roots)
+where the run wrote them; a listed file that no longer exists is counted, not read. Writes: the
+report and its JSON twin under ``<root>/_reports/``, each through a hidden temporary file and a rename.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 import io
 import json
+import os
 import re
 import uuid
 from dataclasses import dataclass
@@ -48,10 +52,14 @@ class RunFile:
 
 @dataclass(frozen=True)
 class RunFiles:
-    """The run's part files, and how they were told apart from other runs' (stated in the report)."""
+    """The run's part files, and how they were told apart from other runs' (stated in the report).
+
+    ``missing``: files the manifest lists that no longer exist (retention, DSAR deletion).
+    """
 
     files: tuple[RunFile, ...]
     method: str
+    missing: int = 0
 
     def of(self, dataset: str) -> list[RunFile]:
         """The files of one dataset, in path order."""
@@ -119,9 +127,50 @@ def load_manifest(root: str, run_id: str) -> dict[str, Any]:
     return manifest
 
 
-def _part_file(path: str) -> RunFile | None:
-    m = _PART.search(path)
+def _part_file(path: str, listed: str | None = None) -> RunFile | None:
+    """The part file at ``path``; region and dataset from ``listed`` (the manifest's entry) when given."""
+    m = _PART.search(listed if listed is not None else path)
     return RunFile(m.group(1), m.group(2), path) if m else None
+
+
+def _is_absolute(path: str) -> bool:
+    return "://" in path or os.path.isabs(path)
+
+
+def resolve_listed(root: str, entry: str) -> str:
+    """A ``files`` entry of the manifest as a path: relative ones under ``root``, full ones as listed."""
+    if _is_absolute(entry):
+        return entry
+    return FileSystems.join(root, *[part for part in entry.split("/") if part])
+
+
+def _under(root: str, path: str) -> bool:
+    if "://" in root or "://" in path:
+        return path.startswith(root.rstrip("/") + "/")
+    base = os.path.abspath(root)
+    return os.path.commonpath([base, os.path.abspath(path)]) == base
+
+
+def _listed_files(root: str, listed: list[Any]) -> RunFiles:
+    found: list[RunFile] = []
+    missing = elsewhere = 0
+    for entry in listed:
+        part = _part_file(resolve_listed(root, str(entry)), str(entry))
+        if part is None:
+            continue
+        try:
+            present = FileSystems.exists(part.path)
+        except Exception as err:  # noqa: BLE001 - a file system that cannot tell: not the same as "gone"
+            raise ReportError(f"cannot tell whether the part file {part.path} exists: {type(err).__name__}") from None
+        if not present:
+            missing += 1
+            continue
+        found.append(part)
+        elsewhere += not _under(root, part.path)
+    method = "listed by the manifest"
+    if elsewhere:
+        method += f" ({elsewhere} under other sink roots, read where the run wrote them)"
+    return RunFiles(tuple(sorted(found, key=lambda f: f.path)), method, missing)
 
 
 def _parse_time(text: str) -> float | None:
@@ -134,14 +183,14 @@ def _parse_time(text: str) -> float | None:
 def run_files(root: str, run_id: str, manifest: dict[str, Any]) -> RunFiles:
     """The part files the run wrote.
 
-    Exact when the manifest lists them (``files``); otherwise the part files under the default root
+    Exact when the manifest lists them (``files``: relative entries under ``root``, full paths and
+    URIs as listed; files gone since are counted in ``missing``); otherwise the part files under the default root
     last written between the run's start and its manifest (a later run that rewrote the same files
     takes them), or, for a manifest without a start time, every part file under the root.
     """
     listed = manifest.get("files")
     if isinstance(listed, list):
-        found = [_part_file(str(p)) for p in listed]
-        return RunFiles(tuple(sorted((f for f in found if f), key=lambda f: f.path)), "listed by the manifest")
+        return _listed_files(root, listed)
     pattern = FileSystems.join(root, "region=*", "dataset=*", "*", "part-*.parquet")
     try:
         matches = FileSystems.match([pattern])[0].metadata_list

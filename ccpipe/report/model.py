@@ -73,6 +73,12 @@ def stage_times(metrics: dict[str, Any] | None) -> dict[str, Any]:
             "source": "not recorded per stage: the runner saved no per-transform execution time; only the whole run"}
 
 
+def missing_files_note(n: int) -> str:
+    """What the report says of listed files that are gone."""
+    return (f"{n} file{'s' if n != 1 else ''} listed by the manifest no longer exist{'s' if n == 1 else ''} "
+            f"(retention, DSAR deletion); figures read from the files cover the rest")
+
+
 def _key_purpose_version(key_id: str) -> str:
     parts = key_id.rsplit("/", 2)
     return f"{parts[1]} {parts[2]}" if len(parts) == 3 else "unparsed"
@@ -88,7 +94,8 @@ def build(
 ) -> dict[str, Any]:
     """The report.
 
-    ``files``: ``{"method", "count"}`` of the run's part files; ``dead_letter_steps``: ``(step,
+    ``files``: ``{"method", "count", "missing"}`` of the run's part files (``missing``: listed by the
+    manifest, no longer there; figures read from the files leave them out); ``dead_letter_steps``: ``(step,
     reason, n)`` read from the run's dead letters; ``findings``: per ``dataset.field`` per entity type
     from the findings columns; ``residual``: the residual check's result (ccpipe.report.check_residual).
     """
@@ -154,6 +161,11 @@ def build(
         label = _key_purpose_version(key_id)
         per_version[label] = per_version.get(label, 0) + 1
 
+    missing = int(files.get("missing", 0))
+    if missing:
+        not_recorded.append({"figure": "dead letters per stage, PII findings and the residual check over every file",
+                             "why": missing_files_note(missing)})
+
     times = stage_times(metrics)
     if not times["msec_by_stage"] or times["source"].startswith("not recorded"):
         not_recorded.append({"figure": "time per stage", "why": times["source"]})
@@ -183,7 +195,7 @@ def build(
         "residual_pii": residual,
         "flows": [{"flow": f["flow"], "rows": f["rows"], "rows_by_region": f["rows_by_region"],
                    "crosses_region": f["crosses_region"]} for f in manifest.get("flows", [])],
-        "files": {"method": files["method"], "count": files["count"],
+        "files": {"method": files["method"], "count": files["count"], "missing": missing,
                   "manifest_files_written": manifest.get("files_written")},
         "not_recorded": not_recorded,
     }

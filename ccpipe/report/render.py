@@ -14,6 +14,8 @@ import re
 from string import Template
 from typing import Any
 
+from ccpipe.report.model import missing_files_note
+
 WRITTEN = "#2f6f9f"  # records written (the screenshot test looks for this blue)
 DEAD = "#b5533c"
 PALETTE = ("#2f6f9f", "#4f8f4f", "#9f6f2f", "#7f4f9f", "#b5533c", "#3f8f8f", "#8f8f3f", "#6f6f6f")
@@ -37,8 +39,9 @@ def bar_chart(title: str, labels: list[str], series: list[tuple[str, list[float]
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
+    # text.parse_math off: a label is plain text ('$' in a stage, reason or region name is no TeX)
     rc = {"svg.fonttype": "none", "svg.hashsalt": salt, "font.family": "sans-serif", "font.size": 10,
-          "axes.titlesize": 12}
+          "axes.titlesize": 12, "text.parse_math": False}
     with matplotlib.rc_context(rc):
         fig = Figure(figsize=(7.8, 0.95 + 0.3 * max(len(labels), 1)))
         FigureCanvasSVG(fig)
@@ -154,9 +157,11 @@ def _section_dead(r: dict[str, Any]) -> str:
     per = d["by_stage_and_reason"]
     labels, series = _stacked(per)
     chart = bar_chart("Dead letters per reason, by stage", labels, series, "records", "dead") if labels else ""
+    gone = r["files"].get("missing", 0)
     check = ("" if d["by_stage_matches_manifest"] else
              f"<p class=warn>The dead-letter files found hold {_e(_fmt(sum(d['by_stage'].values())))} dead letters; "
-             f"the manifest counts {_e(_fmt(d['total']))}.</p>")
+             f"the manifest counts {_e(_fmt(d['total']))}"
+             f"{f' ({_e(missing_files_note(gone))})' if gone else ''}.</p>")
     by_reason = _table(["reason", "dead letters"], [[k, v] for k, v in d["by_reason"].items()]
                        + [["all reasons", d["total"]]])
     by_region = _table(["region", "dead letters"], [[k, v] for k, v in d["by_region"].items()])
@@ -238,8 +243,10 @@ def _section_residual(r: dict[str, Any]) -> str:
 def _section_missing(r: dict[str, Any]) -> str:
     items = "".join(f"<li><strong>{_e(n['figure'])}</strong>: {_e(n['why'])}</li>" for n in r["not_recorded"])
     f = r["files"]
+    gone = f.get("missing", 0)
     return (f"<h2>Not recorded, and sources</h2><ul>{items}</ul>"
-            f"<p class=note>Part files read: {_e(_fmt(f['count']))} ({_e(f['method'])}); the manifest counts "
+            + (f"<p class=warn>{_e(missing_files_note(gone))}.</p>" if gone else "")
+            + f"<p class=note>Part files read: {_e(_fmt(f['count']))} ({_e(f['method'])}); the manifest counts "
             f"{_e(_fmt(f['manifest_files_written']))} files written.</p>")
 
 
