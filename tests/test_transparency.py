@@ -61,6 +61,14 @@ def new_request(cp, tenant, **overrides) -> str:
     return ledger.add(cp, OPS, **args)
 
 
+@pytest.fixture
+def production(tmp_path):
+    """A production control plane whose audit log the demo's disclosures are recorded in."""
+    cp = open_control_plane(f"sqlite:///{tmp_path / 'production.db'}")
+    yield cp
+    cp.close()
+
+
 def snapshot(cp) -> tuple:
     return (
         cp.query("SELECT * FROM gov_requests ORDER BY request_id"),
@@ -233,9 +241,9 @@ def expected_counts(requests: list[ledger.GovRequest], label: str) -> dict:
     }
 
 
-def test_report_counts_match_a_generated_ledger(env, tmp_path):
+def test_report_counts_match_a_generated_ledger(env, tmp_path, production):
     cp, keys, out = env
-    ids = fixtures.generate(cp, keys, str(out), seed=4, count=45, actor=OPS)
+    ids = fixtures.generate(cp, keys, str(out), seed=4, count=45, actor=OPS, audit_cp=production)
     assert len(ids) == 45
     requests = ledger.list_all(cp)
     assert {r.decision for r in requests} >= {"disclosed", "rejected", "redirected_to_customer", None}
@@ -270,9 +278,9 @@ def test_report_counts_match_a_generated_ledger(env, tmp_path):
     assert audit.verify(cp) == []
 
 
-def test_html_renders_and_holds_no_personal_data(env, corpus, tmp_path):
+def test_html_renders_and_holds_no_personal_data(env, corpus, tmp_path, production):
     cp, keys, out = env
-    fixtures.generate(cp, keys, str(out), seed=9, count=30, actor=OPS)
+    fixtures.generate(cp, keys, str(out), seed=9, count=30, actor=OPS, audit_cp=production)
     data = report.build(
         ledger.list_all(cp),
         report.Period.parse("2026H1"),
@@ -499,8 +507,7 @@ def test_demo_fixtures_write_only_their_own_control_plane_and_bundles(sqlite_env
     demo_url = f"sqlite:///{out / '_demo' / 'control.db'}"
     assert capsys.readouterr().out.splitlines()[0] == f"added 12 demo government requests to {demo_url}"
     assert list(cwd.iterdir()) == []  # nothing in the current folder
-    assert not (home / "control.db").exists()  # the default control plane was not touched
-    assert snapshot(cp) == real_before  # nor any other
+    assert snapshot(cp) == real_before  # no other control plane was touched
     assert stat.S_IMODE((out / "_demo").stat().st_mode) == 0o700
     assert stat.S_IMODE((out / "_demo" / "control.db").stat().st_mode) == 0o600
     demo = open_control_plane(demo_url)
@@ -532,6 +539,16 @@ def test_demo_fixtures_write_only_their_own_control_plane_and_bundles(sqlite_env
                                               f"ccpipe-export/v1|{r.disclosure_request_ids[0]}".encode()))
         assert content["data_held"]
     assert len(secrets_seen) == len(disclosed)  # one random passphrase per bundle
+    # The default (production) control plane got the audit trail of the real disclosures, and nothing else.
+    production = open_control_plane(default_url())
+    try:
+        trail = audit.entries(production)
+        assert {e["action"] for e in trail} == {fixtures.DISCLOSURE_ACTION}
+        assert len(trail) == 2 * len(disclosed)
+        assert fixtures.holdings(production) == {label: 0 for _, label in fixtures.HOLDINGS} | {
+            "audit entries": len(trail)}
+    finally:
+        production.close()
     # The demo report says what it is, in every format.
     assert cli(["transparency", "report", "--control_plane", demo_url, "--period", "2026H1", "--draft",
                 "--format", "json", "--provider", PROVIDER, "--keystore", str(tmp_path / "home" / "keystore.db"),
@@ -539,7 +556,8 @@ def test_demo_fixtures_write_only_their_own_control_plane_and_bundles(sqlite_env
     assert json.loads(capsys.readouterr().out)["demo"] is True
 
 
-def test_demo_fixtures_refuse_a_ledger_with_real_requests(sqlite_env, corpus, tmp_path, monkeypatch, capsys):
+def test_demo_fixtures_refuse_a_ledger_with_real_requests(sqlite_env, corpus, tmp_path, monkeypatch, capsys,
+                                                         production):
     cp, keys, out = sqlite_env
     monkeypatch.setenv("CCPIPE_HOME", str(tmp_path / "ccpipe-home"))
     tenant, _ = tenant_with_calls(out, corpus)
@@ -553,7 +571,7 @@ def test_demo_fixtures_refuse_a_ledger_with_real_requests(sqlite_env, corpus, tm
     assert snapshot(cp) == before
     assert not (out / "_demo").exists()
     with pytest.raises(DemoLedgerError, match="holds 1 real"):
-        fixtures.generate(cp, keys, str(out), seed=1, count=1, actor=OPS)
+        fixtures.generate(cp, keys, str(out), seed=1, count=1, actor=OPS, audit_cp=production)
     assert snapshot(cp) == before
     # Nor does it write to the default control plane, even an empty one.
     assert cli(fixture_flags(out, tmp_path, corpus, "--control_plane", default_url())) == 2
@@ -572,7 +590,7 @@ def test_real_and_demo_requests_are_never_mixed_and_demo_is_audited(env, corpus)
     assert ledger.entry_counts(cp) == (0, 1)
 
 
-def test_demo_fixtures_skip_a_crypto_shredded_tenant(sqlite_env, corpus, tmp_path):
+def test_demo_fixtures_skip_a_crypto_shredded_tenant(sqlite_env, corpus, tmp_path, production):
     cp, keys, out = sqlite_env
     demo = open_control_plane(f"sqlite:///{tmp_path / 'demo.db'}")
     try:
@@ -581,8 +599,202 @@ def test_demo_fixtures_skip_a_crypto_shredded_tenant(sqlite_env, corpus, tmp_pat
         tenants_repo.import_tenants(demo, load_tenants(corpus / "tenants.yaml").values(), OPS)
         shredded, _ = tenant_with_calls(out, corpus)
         assert keys.destroy(shredded, "content")
-        ids = fixtures.generate(demo, keys, str(out), seed=2, count=6, actor=OPS)
+        ids = fixtures.generate(demo, keys, str(out), seed=2, count=6, actor=OPS, audit_cp=production)
         assert len(ids) == 6
         assert shredded not in {t for r in ledger.list_all(demo) for t in r.tenant_ids}
+    finally:
+        demo.close()
+
+
+def test_demo_disclosures_are_audited_in_the_production_log_before_any_decryption(sqlite_env, tmp_path, corpus,
+                                                                                    monkeypatch, production):
+    """Regression: the demo's real decryptions left no trace outside the throwaway demo control plane."""
+    cp, keys, out = sqlite_env
+    demo = open_control_plane(f"sqlite:///{tmp_path / 'demo.db'}")
+    from ccpipe.controlplane import tenants_repo
+
+    tenants_repo.import_tenants(demo, load_tenants(corpus / "tenants.yaml").values(), OPS)
+    decrypting = []
+    subject_phone = fixtures._subject_phone
+
+    def watched(keys_, root, tenant):
+        # The intent of this disclosure is committed in the production log before the subject is decrypted.
+        last = audit.entries(production)[-1]
+        assert (last["action"], last["outcome"], last["tenant_id"]) == (
+            fixtures.DISCLOSURE_ACTION, audit.INTENT, tenant.tenant_id)
+        decrypting.append(last["target"])
+        return subject_phone(keys_, root, tenant)
+
+    monkeypatch.setattr(fixtures, "_subject_phone", watched)
+    try:
+        fixtures.generate(demo, keys, str(out), seed=3, count=12, actor=OPS, audit_cp=production)
+        requests = {r.request_id: r for r in ledger.list_all(demo)}
+    finally:
+        demo.close()
+    disclosed = sorted(r.request_id for r in requests.values() if r.disclosure_request_ids)
+    assert disclosed and sorted(decrypting) == disclosed
+    trail = audit.entries(production)
+    assert len(trail) == 2 * len(disclosed)
+    bundles = fixtures.bundles_dir(out)
+    for intent, outcome in zip(trail[::2], trail[1::2], strict=True):
+        rid = intent["target"]
+        request = requests[rid]
+        assert (intent["actor"], intent["role"], intent["action"], intent["outcome"]) == (
+            "legal-ops", "operator", "demo_disclosure", "intent")
+        assert (outcome["action"], outcome["outcome"], outcome["target"]) == ("demo_disclosure", "ok", rid)
+        assert intent["tenant_id"] == outcome["tenant_id"] == request.tenant_ids[0]
+        details = json.loads(outcome["details"])
+        assert details["intent"] == intent["seq"] and [details["export"]] == list(request.disclosure_request_ids)
+        assert json.loads(intent["details"])["bundle"] == details["bundle"] == str(bundles / f"{rid}.bin")
+    assert audit.open_intents(production) == [] and audit.verify(production) == []
+
+
+class _NoAuditKey:
+    """A key manager that cannot give the audit key: the production log cannot be written."""
+
+    def ensure_key(self, *args, **kwargs):
+        raise RuntimeError("key manager down")
+
+    def current(self, *args, **kwargs):
+        raise RuntimeError("key manager down")
+
+
+def test_demo_decrypts_nothing_when_the_production_log_cannot_be_written(sqlite_env, tmp_path, corpus,
+                                                                        monkeypatch):
+    cp, keys, out = sqlite_env
+    demo = open_control_plane(f"sqlite:///{tmp_path / 'demo.db'}")
+    unwritable = open_control_plane(f"sqlite:///{tmp_path / 'production.db'}", keys=_NoAuditKey())
+    from ccpipe.controlplane import tenants_repo
+
+    tenants_repo.import_tenants(demo, load_tenants(corpus / "tenants.yaml").values(), OPS)
+    decrypted = []
+    monkeypatch.setattr(fixtures, "_subject_phone", lambda *a: decrypted.append(a) or "+31200000000")
+    try:
+        with pytest.raises(audit.AuditError, match="audit key manager is unavailable|audit key is unavailable"):
+            fixtures.generate(demo, keys, str(out), seed=3, count=12, actor=OPS, audit_cp=unwritable)
+        assert demo.query("SELECT COUNT(*) FROM dsar_requests") == [(0,)]
+    finally:
+        demo.close()
+        unwritable.close()
+    assert decrypted == []
+    assert list(fixtures.bundles_dir(out).iterdir()) == []
+
+
+def test_demo_disclosures_are_never_audited_only_in_a_demo_control_plane(sqlite_env, tmp_path, corpus):
+    cp, keys, out = sqlite_env
+    demo = open_control_plane(f"sqlite:///{tmp_path / 'demo.db'}")
+    other = open_control_plane(f"sqlite:///{tmp_path / 'other-demo.db'}")
+    try:
+        with pytest.raises(DemoLedgerError, match="audited in the production control plane, not in the demo's own"):
+            fixtures.generate(demo, keys, str(out), seed=3, count=1, actor=OPS, audit_cp=demo)
+        fixtures.claim_demo_control_plane(other, OPS, out)
+        with pytest.raises(DemoLedgerError, match="other-demo.db is a demo control plane"):
+            fixtures.generate(demo, keys, str(out), seed=3, count=1, actor=OPS, audit_cp=other)
+        assert [e["action"] for e in audit.entries(other)] == [fixtures.DEMO_MARK]
+        assert audit.entries(demo) == []
+    finally:
+        demo.close()
+        other.close()
+
+
+def test_demo_fixtures_need_an_identity_on_the_command_line(sqlite_env, corpus, tmp_path, monkeypatch, capsys):
+    cp, keys, out = sqlite_env
+    home = tmp_path / "ccpipe-home"
+    monkeypatch.setenv("CCPIPE_HOME", str(home))
+    monkeypatch.setenv("CCPIPE_ACTOR", "eve")
+    monkeypatch.setenv("CCPIPE_ROLE", "operator")
+    flags = fixture_flags(out, tmp_path, corpus)
+    at = flags.index("--actor")
+    without_identity = flags[:at] + flags[at + 4:]
+    assert "--actor" not in without_identity and "--role" not in without_identity
+    assert cli(without_identity) == 2
+    assert capsys.readouterr().err == (
+        "ccpipe transparency: error: --actor and --role are required on the command line: the demo discloses real "
+        "customer data and the production audit log records who did it ($CCPIPE_ACTOR and $CCPIPE_ROLE do not "
+        "apply here)\n"
+    )
+    assert cli([*without_identity, "--actor", "eve", "--role", "customer_admin", "--actor_tenant", "t"]) == 2
+    assert "--role operator is required" in capsys.readouterr().err
+    assert not (out / "_demo").exists() and not home.exists()
+
+
+def test_demo_fixtures_audit_in_the_named_production_control_plane(sqlite_env, corpus, tmp_path, monkeypatch,
+                                                                    capsys):
+    cp, keys, out = sqlite_env
+    home = tmp_path / "ccpipe-home"
+    monkeypatch.setenv("CCPIPE_HOME", str(home))
+    real = f"sqlite:///{tmp_path / 'real.db'}"
+    before = audit.entries(cp)
+    demo_url = f"sqlite:///{out / '_demo' / 'control.db'}"
+    # Never the demo's own control plane, nor a database that does not exist yet.
+    assert cli(fixture_flags(out, tmp_path, corpus, "--audit_control_plane", demo_url)) == 2
+    assert "is the demo's own state" in capsys.readouterr().err
+    assert cli(fixture_flags(out, tmp_path, corpus, "--audit-control-plane", f"sqlite:///{tmp_path / 'new.db'}")) == 2
+    assert "does not exist: name the production control plane in use" in capsys.readouterr().err
+    assert not (out / "_demo").exists() and not (tmp_path / "new.db").exists()
+    assert cli(fixture_flags(out, tmp_path, corpus, "--audit_control_plane", real)) == 0
+    assert capsys.readouterr().out.splitlines()[2] == f"each disclosure is audited (demo_disclosure) in {real}"
+    added = audit.entries(cp)[len(before):]
+    bundles = sorted(p.stem for p in fixtures.bundles_dir(out).glob("*.bin"))
+    assert bundles and sorted(e["target"] for e in added if e["outcome"] == "ok") == bundles
+    assert [e["outcome"] for e in added] == ["intent", "ok"] * len(bundles)
+    assert audit.entries(cp)[: len(before)] == before
+    assert not (home / "control.db").exists()  # the default one was not the one named
+    # Running again adds to the demo control plane it made (marked as its own).
+    assert cli(fixture_flags(out, tmp_path, corpus, "--audit_control_plane", real, "--seed", "5")) == 0
+    demo = open_control_plane(demo_url)
+    try:
+        assert ledger.entry_counts(demo) == (0, 24)
+        assert audit.entries(demo)[0]["action"] == fixtures.DEMO_MARK
+    finally:
+        demo.close()
+
+
+def _holding_audit_history_only(path: Path) -> str:
+    url = f"sqlite:///{path}"
+    other = open_control_plane(url)
+    try:
+        audit.append(other, OPS, "retention_run", reason="nightly")
+    finally:
+        other.close()
+    return url
+
+
+def test_demo_fixtures_refuse_a_production_control_plane_with_an_empty_ledger(sqlite_env, corpus, tmp_path,
+                                                                             monkeypatch, capsys):
+    """Regression: a production database with an empty ledger took demo requests, locking out real ones."""
+    cp, keys, out = sqlite_env
+    monkeypatch.setenv("CCPIPE_HOME", str(tmp_path / "ccpipe-home"))
+    copy = tmp_path / "production-copy.db"
+    shutil.copy(tmp_path / "real.db", copy)  # tenants and audit history, no ledger entries
+    copy_cp = open_control_plane(f"sqlite:///{copy}")
+    try:
+        before = snapshot(copy_cp)
+        tenants = len(copy_cp.query("SELECT * FROM tenants"))
+        entries = len(audit.entries(copy_cp))
+        assert tenants and entries and ledger.entry_counts(copy_cp) == (0, 0)
+        assert cli(fixture_flags(out, tmp_path, corpus, "--control_plane", f"sqlite:///{copy}")) == 2
+        assert capsys.readouterr().err == (
+            f"ccpipe transparency: error: the control plane sqlite:///{copy} is not a demo control plane: it holds "
+            f"{tenants} tenants, {entries} audit entries; demo requests go only to a new, empty control plane or one "
+            "made by 'ccpipe transparency fixtures' (omit --control_plane for OUTPUT/_demo/control.db)\n"
+        )
+        assert snapshot(copy_cp) == before
+        # Its ledger still takes real requests.
+        tenant, _ = tenant_with_calls(out, corpus)
+        assert new_request(copy_cp, tenant).startswith("gr-")
+    finally:
+        copy_cp.close()
+    assert not (out / "_demo").exists() and not (tmp_path / "ccpipe-home" / "control.db").exists()
+    # Audit history alone is enough to refuse.
+    history = _holding_audit_history_only(tmp_path / "history.db")
+    assert cli(fixture_flags(out, tmp_path, corpus, "--control_plane", history)) == 2
+    assert "it holds 1 audit entries;" in capsys.readouterr().err
+    # A new, empty one is taken, and marked as the demo's.
+    fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
+    assert cli(fixture_flags(out, tmp_path, corpus, "--control_plane", fresh)) == 0
+    demo = open_control_plane(fresh)
+    try:
+        assert fixtures.is_demo_control_plane(demo) and ledger.entry_counts(demo) == (0, 12)
     finally:
         demo.close()

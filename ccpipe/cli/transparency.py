@@ -1,8 +1,12 @@
 """``ccpipe transparency``: maintain the government request ledger and produce the report.
 
-``fixtures`` makes a demo ledger: it writes only to its own control plane (default
-``<output>/_demo/control.db``) and under ``<output>/_demo/bundles/``, and refuses a control plane
-whose ledger holds real requests, or the default one under ``$CCPIPE_HOME``.
+``fixtures`` makes a demo ledger: it writes its requests only to its own control plane (default
+``<output>/_demo/control.db``) and its bundles under ``<output>/_demo/bundles/``, and refuses any
+control plane but a new, empty one or one it made before (never the default one under
+``$CCPIPE_HOME``, nor a database holding tenants, audit history, grants, data-subject requests or
+ledger entries of its own). Its disclosures decrypt real data, so each is audited (intent before,
+outcome after) in the production control plane's audit log (``--audit_control_plane``, default the
+one under ``$CCPIPE_HOME``), under an identity given on the command line (``--actor``/``--role``).
 """
 
 from __future__ import annotations
@@ -25,43 +29,89 @@ def _sqlite_path(url: str) -> Path | None:
     return Path(url.removeprefix("sqlite:///")).expanduser().resolve()
 
 
+def _same_database(a: str, b: str) -> bool:
+    """Whether two control plane URLs name the same database (same SQLite file, or the same URL)."""
+    pa, pb = _sqlite_path(a), _sqlite_path(b)
+    return pa == pb if pa is not None and pb is not None else a == b
+
+
+def _fixture_identity(args: argparse.Namespace):
+    """The identity of ``fixtures``: --actor and --role from the command line (no environment defaults)."""
+    from ccpipe.controlplane import audit
+
+    if not args.actor or not args.role:
+        raise ConfigError(
+            "--actor and --role are required on the command line: the demo discloses real customer data and the "
+            "production audit log records who did it ($CCPIPE_ACTOR and $CCPIPE_ROLE do not apply here)"
+        )
+    if args.role != "operator":
+        raise ConfigError("--role operator is required: only operators maintain the government request ledger")
+    return audit.Actor(args.actor, args.role)
+
+
 def _fixtures(args: argparse.Namespace) -> int:
-    """``transparency fixtures``: a demo ledger in its own control plane, bundles under the output root."""
+    """``transparency fixtures``: a demo ledger in its own control plane, bundles under the output root.
+
+    The real disclosures are audited in the production control plane (``--audit_control_plane``,
+    default under ``$CCPIPE_HOME``) before anything is decrypted.
+    """
     from ccpipe.controlplane import tenants_repo
     from ccpipe.controlplane.db import default_url, open_control_plane
     from ccpipe.keystore import prepare_sqlite_url
     from ccpipe.tenants import load_tenants
 
-    actor = actor_of(args)
+    actor = _fixture_identity(args)
     root = Path(args.output)
     if not root.is_dir():
         raise ConfigError(f"--output {args.output!r} is not a folder: give the pipeline output root with call records")
     if args.count < 1:
         raise ConfigError(f"--count {args.count} must be at least 1")
     url = args.control_plane or fixtures.demo_control_plane_url(root)
-    if _sqlite_path(url) is not None and _sqlite_path(url) == _sqlite_path(default_url()):
+    if _same_database(url, default_url()):
         raise ConfigError(
             f"--control_plane {url!r} is the default control plane of $CCPIPE_HOME; demo requests go to their own "
             "(omit --control_plane for OUTPUT/_demo/control.db)"
+        )
+    audit_url = args.audit_control_plane or default_url()
+    audit_path = _sqlite_path(audit_url)
+    demo_folder = fixtures.demo_dir(root).resolve()
+    if _same_database(audit_url, url) or (audit_path is not None and audit_path.is_relative_to(demo_folder)):
+        raise ConfigError(
+            f"--audit_control_plane {fixtures.mask_url(audit_url)!r} is the demo's own state; the demo's real "
+            "disclosures are audited in the production control plane (default under $CCPIPE_HOME)"
+        )
+    if args.audit_control_plane and audit_path is not None and not audit_path.is_file():
+        raise ConfigError(
+            f"--audit_control_plane {audit_url!r} does not exist: name the production control plane in use"
         )
     if not args.control_plane:
         fixtures.private_dir(fixtures.demo_dir(root))
     prepare_sqlite_url(url)
     cp = open_control_plane(url, keys=keystore_config(args))
     try:
-        ledger.require_demo_ledger(cp)
-        if args.tenants:
-            tenants_repo.import_tenants(cp, load_tenants(args.tenants).values(), actor)
-        elif not tenants_repo.load(cp):
+        fixtures.require_demo_control_plane(cp)
+        if not args.tenants and not tenants_repo.load(cp):
             raise ConfigError(
                 f"--tenants is required: the demo control plane {url} has no tenants yet (give the tenants registry "
                 "the batch run used)"
             )
-        ids = fixtures.generate(cp, open_keys(args), str(root), seed=args.seed, count=args.count, actor=actor)
+        prepare_sqlite_url(args.audit_control_plane)  # the default under $CCPIPE_HOME: 0700 folder, 0600 file
+        audit_cp = open_control_plane(audit_url, keys=keystore_config(args))
+        try:
+            fixtures.require_audit_control_plane(cp, audit_cp)
+            fixtures.claim_demo_control_plane(cp, actor, root)
+            if args.tenants:
+                tenants_repo.import_tenants(cp, load_tenants(args.tenants).values(), actor)
+            ids = fixtures.generate(
+                cp, open_keys(args), str(root), seed=args.seed, count=args.count, actor=actor, audit_cp=audit_cp
+            )
+        finally:
+            audit_cp.close()
     finally:
         cp.close()
     print(f"added {len(ids)} demo government requests to {url}")
     print(f"disclosure bundles, each with its passphrase file (0600): {fixtures.bundles_dir(root)}")
+    print(f"each disclosure is audited ({fixtures.DISCLOSURE_ACTION}) in {fixtures.mask_url(audit_url)}")
     print(f"report: ccpipe transparency report --control_plane {url} --period 2026H1 --provider NAME --draft")
     return 0
 
@@ -129,15 +179,30 @@ def main(argv: list[str]) -> int:
     fx = sub.add_parser(
         "fixtures",
         help="generate a demo ledger in its own control plane (default OUTPUT/_demo/control.db); performs real, "
-        "encrypted disclosures into OUTPUT/_demo/bundles/",
+        "encrypted disclosures into OUTPUT/_demo/bundles/, each audited in the production control plane",
     )
     fx.add_argument("--output", required=True, help="pipeline output root holding call records")
     fx.add_argument("--tenants", help="tenants registry of the batch run (imported into the demo control plane)")
     fx.add_argument("--seed", type=int, default=1)
     fx.add_argument("--count", type=int, default=40)
+    fx.add_argument(
+        "--audit_control_plane",
+        help="the production control plane whose audit log records each real disclosure of the demo "
+        "(default: the one under $CCPIPE_HOME; never the demo's own)",
+    )
 
     for p in (add, auth, decide, disclose, notify, close, fx):
         common(p)
+    # The demo decrypts real data: who does it is said on the command line, not taken from the environment.
+    fx.set_defaults(actor=None, role=None, actor_tenant=None)
+    fx_help = {
+        "actor": "who acts (required on the command line; recorded in the production audit log)",
+        "role": "operator (required on the command line)",
+        "control_plane": "the demo's own control plane: new and empty, or made by fixtures before (default "
+        "sqlite:///OUTPUT/_demo/control.db; never the default one under $CCPIPE_HOME)",
+    }
+    for action in fx._actions:
+        action.help = fx_help.get(action.dest, action.help)
     for p in (rep, sub.choices["list"]):
         common(p, actor=False)
     args = parser.parse_args(argv)
