@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -390,6 +391,9 @@ class PiiTagger:
         self._tenant_ids = {
             t.tenant_id: TenantIdRecognizer(t.id_patterns, config.language) for t in config.tenants if t.id_patterns
         }
+        # One memory zone at a time: a zone swaps the shared vocab's allocator, and its end frees every
+        # string and lexeme added inside it, so two threads' zones must never overlap.
+        self._nlp_lock = threading.Lock()
 
     def _ner(self, texts: Sequence[str]) -> tuple[list[list[Finding]], list[dict[tuple[int, int], float]]]:
         """NER findings per text, and vetoes: spans NER calls a place or an organisation.
@@ -400,28 +404,37 @@ class PiiTagger:
         out: list[list[Finding]] = [[] for _ in texts]
         vetoes: list[dict[tuple[int, int], float]] = [{} for _ in texts]
         wanted = [i for i, t in enumerate(texts) if may_hold_name(t)]
-        docs = self.nlp.pipe((texts[i] for i in wanted), batch_size=self.config.batch_size)
-        for i, doc in zip(wanted, docs, strict=True):
-            text = texts[i]
-            for ent in doc.ents:
-                if ent.label_ in VETO_LABELS:
-                    vetoes[i][(ent.start_char, ent.end_char)] = VETO_LABELS[ent.label_]
-                entity = NER_LABELS.get(ent.label_)
-                if entity is None or (entity == "PERSON" and _HAS_DIGIT.search(ent.text)) or _TIME.search(ent.text):
-                    continue
-                # Drop leading sentence words the model pulled in ("Customer Ravi" -> "Ravi").
-                tokens = list(ent)
-                while tokens and tokens[0].text.lower() in COMMON_WORDS:
-                    tokens.pop(0)
-                if not tokens:
-                    continue
-                start = tokens[0].idx
-                if entity == "PERSON" and not self._plausible_person(text[start : ent.end_char]):
-                    continue
-                if entity == "LOCATION" and not _RESIDENCE.search(text, max(0, start - 60), start):
-                    continue  # a place is personal where someone lives or is, not where they fly to
-                out[i].append(Finding(entity, start, ent.end_char, NER_SCORE))
+        if not wanted:
+            return out, vetoes
+        # spaCy keeps every new token's string and lexeme in the model's vocab for good, so a long-lived
+        # worker's memory would grow with the input: in a memory zone, what a batch adds is freed when it
+        # ends. Findings hold only offsets, labels and copied strings, never spaCy objects.
+        with self._nlp_lock, self.nlp.memory_zone():
+            docs = self.nlp.pipe((texts[i] for i in wanted), batch_size=self.config.batch_size)
+            for i, doc in zip(wanted, docs, strict=True):
+                self._ner_doc(texts[i], doc, out[i], vetoes[i])
         return out, vetoes
+
+    def _ner_doc(self, text: str, doc, out: list[Finding], vetoes: dict[tuple[int, int], float]) -> None:
+        """Add one analysed text's NER findings to ``out`` and its vetoes to ``vetoes``."""
+        for ent in doc.ents:
+            if ent.label_ in VETO_LABELS:
+                vetoes[(ent.start_char, ent.end_char)] = VETO_LABELS[ent.label_]
+            entity = NER_LABELS.get(ent.label_)
+            if entity is None or (entity == "PERSON" and _HAS_DIGIT.search(ent.text)) or _TIME.search(ent.text):
+                continue
+            # Drop leading sentence words the model pulled in ("Customer Ravi" -> "Ravi").
+            tokens = list(ent)
+            while tokens and tokens[0].text.lower() in COMMON_WORDS:
+                tokens.pop(0)
+            if not tokens:
+                continue
+            start = tokens[0].idx
+            if entity == "PERSON" and not self._plausible_person(text[start : ent.end_char]):
+                continue
+            if entity == "LOCATION" and not _RESIDENCE.search(text, max(0, start - 60), start):
+                continue  # a place is personal where someone lives or is, not where they fly to
+            out.append(Finding(entity, start, ent.end_char, NER_SCORE))
 
     def _plausible_person(self, name: str) -> bool:
         """Not a run of common English words that no one is named ("Guilty Pleasures", "Discipline")."""
