@@ -218,11 +218,12 @@ def _open_lines(path: Path):
 
 
 def _child_ccpipe(spec: dict) -> tuple[int, float]:
-    from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+
+    from apache_beam.options.pipeline_options import DirectOptions
 
     from ccpipe.keystore import KeystoreConfig
     from ccpipe.tenants import load_tenants
-    from pipelines.batch import BatchConfig, run
+    from pipelines.batch import BatchConfig, pipeline_options, run
     from transforms.route import SinkConfig
 
     corpus, out = Path(spec["corpus"]), Path(spec["out"])
@@ -236,12 +237,11 @@ def _child_ccpipe(spec: dict) -> tuple[int, float]:
         keystore=KeystoreConfig(path=str(out / "home" / "ks.db"), master_key_file=str(out / "home" / "mk")),
         run_id="bench-scale",
     )
-    options = PipelineOptions([f"--dask_client_address={spec['dask']}"] if spec.get("dask") else [])
-    if spec.get("dask"):
-        options.view_as(StandardOptions).runner = "apache_beam.runners.dask.dask_runner.DaskRunner"
+    if spec.get("dask"):  # as ccpipe batch --runner DaskRunner: one Dask partition per input range
+        options = pipeline_options("DaskRunner", 1, [f"--dask_client_address={spec['dask']}"])
     else:
-        options.view_as(StandardOptions).runner = "FnApiRunner"
-        if spec.get("workers"):
+        options = pipeline_options("FnApiRunner", 1)
+        if spec.get("workers"):  # local-N: N worker processes, also for N = 1 (their RSS is what is measured)
             direct = options.view_as(DirectOptions)
             direct.direct_num_workers = spec["workers"]
             direct.direct_running_mode = "multi_processing"
@@ -431,6 +431,12 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     env.setdefault("CCPIPE_MASTER_KEY", base64.b64encode(os.urandom(32)).decode())
     env["CCPIPE_HOME"] = str(work / "ccpipe-home")
+    # Every measured process (in-process runs, local and Dask workers) with the allocator settings ccpipe
+    # gives its worker processes (pipelines.batch.WORKER_MALLOC_ENV); the trivial pipeline too, alike.
+    from pipelines.batch import WORKER_MALLOC_ENV
+
+    for name, value in WORKER_MALLOC_ENV.items():
+        env.setdefault(name, value)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"{os.cpu_count()} cores, load average {load:.1f} at start; sizes {','.join(f'{s:g}x' for s in sizes)} "
           f"of the fixtures default ({', '.join(f'{v} {k}' for k, v in DEFAULT.items())}); work folder {work}",

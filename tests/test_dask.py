@@ -26,7 +26,7 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from apache_beam.options.pipeline_options import StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from ccpipe.errors import ConfigError
 from pipelines.batch import metrics_path, pipeline_options, run
@@ -217,6 +217,37 @@ def test_dask_runner_by_name_with_one_partition_per_input_range():
     assert (dask.address, dask.partition_size, dask.npartitions) == ("127.0.0.1:8786", 1, None)
     chosen = pipeline_options(DASK_RUNNER, 1, ["--dask_npartitions", "8"]).view_as(DaskOptions)
     assert (chosen.partition_size, chosen.npartitions) == (None, 8)
+
+
+def _dask_partitions(config, options) -> dict[str, int]:
+    """Transform label -> Dask partitions of its bag, as Beam's DaskRunner translates the batch graph (nothing runs)."""
+    from apache_beam.runners.dask.dask_runner import DaskOptions, DaskRunner
+    from apache_beam.runners.dask.overrides import dask_overrides
+
+    from pipelines.batch import build
+
+    pipeline = beam.Pipeline(runner="FnApiRunner", options=options)
+    build(pipeline, config)
+    pipeline.replace_all(dask_overrides())  # as DaskRunner.run_pipeline, up to the client
+    dask = options.view_as(DaskOptions).get_all_options(drop_default=True, current_only=True)
+    visitor = DaskRunner.to_dask_bag_visitor(DaskOptions._extract_bag_kwargs(dask))
+    pipeline.visit(visitor)
+    return {applied.full_label: bag.npartitions for applied, bag in visitor.bags.items() if bag is not None}
+
+
+def test_work_spreads_over_one_dask_partition_per_input_range(corpus, tmp_path):
+    """With ``pipeline_options`` every stage up to the writer has one partition per input range: up to that many
+    workers share the work. Options built without it (as ``bench.scale`` did) get Beam's default of 128 ranges
+    per partition: the whole run up to the writer is one chain of tasks, on one worker, however many there are."""
+    from conftest import make_config
+
+    config = make_config(corpus, tmp_path / "out", tmp_path / "home", "graph")  # 4 input files + bad.jsonl
+    stages = ("ReadInputs/ReadRanges", "ProcessRecords/DeduplicateRecords/GroupByRecordId/GroupByKey",
+              "ProcessRecords/TagPii/GroupByShard/GroupByKey")
+    ours = _dask_partitions(config, pipeline_options("DaskRunner", 1, ["--dask_client_address", "127.0.0.1:8786"]))
+    assert [ours[s] for s in stages] == [5, 5, 5]
+    bare = PipelineOptions(["--dask_client_address", "127.0.0.1:8786"])
+    assert [_dask_partitions(config, bare)[s] for s in stages] == [1, 1, 1]
 
 
 def test_workers_flag_is_refused_with_dask():

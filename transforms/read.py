@@ -6,7 +6,9 @@ the read. Parquet rows are re-encoded as JSON and validated like any other line.
 The inputs are listed and split into byte ranges when the pipeline is built (Beam's own text and
 Parquet sources do the splitting and the reading, with ReadFromText's line rules), and the ranges go
 through ``beam.Create``: Beam's DaskRunner translates neither ``Read`` nor splittable DoFns, and a
-``Create`` of ranges is what it spreads over Dask partitions (one range per partition). Every file
+``Create`` of ranges is what it spreads over Dask partitions (one range per partition with
+``pipelines.batch.pipeline_options``; the partition count then holds through every GroupByKey up to the
+writer, so a run keeps at most as many Dask workers busy as it has ranges). Every file
 must therefore be visible from where the pipeline is built (a shared or object-store path for a
 cluster), as ReadFromText's validation already required.
 """

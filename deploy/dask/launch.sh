@@ -17,6 +17,9 @@ case "$ROLE" in
     SCHEDULER="${2:?usage: launch.sh worker SCHEDULER_HOST:PORT}"
     # One process per core, one thread each: the PII stage is CPU-bound Python (the GIL), and each
     # process loads the spaCy model once. The nanny restarts a worker that dies.
+    # glibc returns large freed blocks (Argon2id's 19 MiB, Beam's data chunks) to the system: a flat
+    # worker RSS (pipelines.batch.WORKER_MALLOC_ENV, measured in bench.scale).
+    export MALLOC_MMAP_THRESHOLD_="${MALLOC_MMAP_THRESHOLD_:-1048576}" MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
     exec "$DASK" worker "tcp://$SCHEDULER" --host "$HOST" \
       --nworkers "${DASK_NWORKERS:-$(nproc)}" --nthreads 1 \
       --memory-limit "${DASK_MEMORY_LIMIT:-auto}" --local-directory "${DASK_LOCAL_DIR:-/tmp/dask-ccpipe}"
