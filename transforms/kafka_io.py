@@ -547,12 +547,24 @@ class ReadFromKafkaTopic(beam.PTransform[beam.pvalue.PBegin, PCollection[RawInpu
         )
 
 
-def _close_quietly(client) -> None:
-    """Close a client that is being replaced; closing one of an unreachable broker may fail."""
+def _replace_client(holder) -> bool:
+    """Give ``holder`` (its ``_config``, ``_consumer``, ``_errors``) a fresh client; False if none can be made.
+
+    A fresh client looks up the group coordinator again (see CLIENT_RESET_FAILURES). When one cannot
+    be made (e.g. a CA or password file briefly gone) the old client stays and retrying goes on.
+    """
+    errors = ClientErrors(holder._config)
     try:
-        client.close()
-    except Exception as err:  # noqa: BLE001 - nothing to do about it: the client is dropped anyway
+        fresh = _consumer(holder._config, errors)
+    except Exception as err:  # noqa: BLE001 - keep retrying on the old client
+        _LOG.warning("Kafka: cannot create a new client (%s); retrying on the old one", type(err).__name__)
+        return False
+    old, holder._consumer, holder._errors = holder._consumer, fresh, errors
+    try:
+        old.close()
+    except Exception as err:  # noqa: BLE001 - closing one of an unreachable broker may fail; it is dropped anyway
         _LOG.debug("Kafka: closing a replaced client failed (%s)", type(err).__name__)
+    return True
 
 
 def _retrying(call, what: str, seconds: float | None = None, refused=None, reset=None):
@@ -660,19 +672,6 @@ class _OffsetCommitter:
                 self._cond.wait(left)
             return not self._target
 
-    def _replace_client(self) -> None:
-        """A fresh client, which looks up the group coordinator again; the old one stays if none can be made."""
-        errors = ClientErrors(self._config)
-        try:
-            fresh = _consumer(self._config, errors)
-        except Exception as err:  # noqa: BLE001 - e.g. a CA or password file gone: keep retrying on the old one
-            _LOG.warning("Kafka: cannot create a new committer client (%s); retrying on the old one",
-                         type(err).__name__)
-            return
-        old, self._consumer, self._errors = self._consumer, fresh, errors
-        self.clients_replaced += 1
-        _close_quietly(old)
-
     def _run(self) -> None:
         from confluent_kafka import TopicPartition
 
@@ -704,7 +703,8 @@ class _OffsetCommitter:
                 delay = COMMIT_RETRY_SECONDS
                 failures += 1
                 if failures % CLIENT_RESET_FAILURES == 0:
-                    self._replace_client()
+                    if _replace_client(self):
+                        self.clients_replaced += 1
                 continue
             delay = 0.0
             failures = 0
@@ -752,17 +752,6 @@ class _CommitContiguousFn(beam.DoFn):
         self._consumer.poll(0)  # serves error_cb (the consumer is assigned nothing: no records)
         self._errors.raise_if_refused()
 
-    def _replace_consumer(self) -> None:
-        """A fresh client, which looks up the group coordinator again (see CLIENT_RESET_FAILURES)."""
-        errors = ClientErrors(self._config)
-        try:
-            fresh = _consumer(self._config, errors)
-        except Exception as err:  # noqa: BLE001 - keep retrying on the old client
-            _LOG.warning("Kafka: cannot create a new client (%s); retrying on the old one", type(err).__name__)
-            return
-        old, self._consumer, self._errors = self._consumer, fresh, errors
-        _close_quietly(old)
-
     def teardown(self):
         if self._committer is not None:
             self._committer.release(self._committer_key)
@@ -776,11 +765,11 @@ class _CommitContiguousFn(beam.DoFn):
 
         tp = TopicPartition(self._config.topic, partition)
         [got] = _retrying(lambda: self._consumer.committed([tp], timeout=10), "read committed offsets",
-                          refused=self._refused, reset=self._replace_consumer)
+                          refused=self._refused, reset=lambda: _replace_client(self))
         if got.offset >= 0:
             return got.offset
         low, _high = _retrying(lambda: self._consumer.get_watermark_offsets(tp, timeout=10), "read low offsets",
-                               refused=self._refused, reset=self._replace_consumer)
+                               refused=self._refused, reset=lambda: _replace_client(self))
         return low
 
     def process(self, element, next_state=beam.DoFn.StateParam(NEXT), done_state=beam.DoFn.StateParam(DONE)):  # noqa: B008
