@@ -41,12 +41,12 @@ from ccpipe.pii.engine import PiiConfig
 from ccpipe.types import QUARANTINE_REGION, REGIONS, Tenant
 from pipelines.stages import ProcessingConfig, ProcessRecords
 from transforms.handoff import HandOffFlows
-from transforms.manifest import WriteManifest, manifest_path
+from transforms.manifest import WriteManifest, manifest_path, metrics_path
 from transforms.parse import ParseConfig
 from transforms.read import ReadInputs
 from transforms.route import RouteToRegion, SinkConfig
 from transforms.usage import AggregateUsage
-from transforms.write import WriteRegionalParquet
+from transforms.write import WriteRegionalParquet, write_atomically
 
 _LOG = logging.getLogger(__name__)
 LOCAL_RUNNERS = ("FnApiRunner", "PrismRunner")
@@ -248,11 +248,6 @@ def run(config: BatchConfig, options: PipelineOptions) -> dict:
     return manifest
 
 
-def metrics_path(root: str, run_id: str) -> str:
-    """Where a run's Beam metrics are kept, beside its report: ``<root>/_reports/<run_id>.metrics.json``."""
-    return FileSystems.join(root, "_reports", f"{run_id}.metrics.json")
-
-
 def _write_metrics(root: str, run_id: str, result, seconds: float) -> None:
     """Save the run's Beam counters and distributions (names and numbers only, never values).
 
@@ -288,11 +283,7 @@ def _write_metrics(root: str, run_id: str, result, seconds: float) -> None:
             counters.append({"step": item.key.step, "namespace": "beam",
                              "name": "ptransform_execution_time:total_msecs", "value": int(value or 0)})
     doc = {"run_id": run_id, "seconds": round(seconds, 3), "counters": counters, "distributions": distributions}
-    path = metrics_path(root, run_id)
-    if "://" not in root:  # object stores have no folders to create
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-    with FileSystems.create(path) as handle:
-        handle.write(json.dumps(doc, indent=1, sort_keys=True).encode())
+    write_atomically(metrics_path(root, run_id), json.dumps(doc, indent=1, sort_keys=True).encode())
 
 
 class RunFailedError(CcpipeError):

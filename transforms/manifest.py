@@ -15,6 +15,11 @@ def manifest_path(root: str, run_id: str) -> str:
     return FileSystems.join(root, "_manifests", f"{run_id}.json")
 
 
+def metrics_path(root: str, run_id: str) -> str:
+    """Where a batch run's Beam metrics are kept, beside its report: ``<root>/_reports/<run_id>.metrics.json``."""
+    return FileSystems.join(root, "_reports", f"{run_id}.metrics.json")
+
+
 class _CollectFn(beam.CombineFn):
     def create_accumulator(self):
         return {"read": {}, "blank": {}, "results": []}

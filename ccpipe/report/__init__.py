@@ -25,12 +25,10 @@ from ccpipe.report.files import (
     ReportPaths,
     RunFiles,
     load_manifest,
-    metrics_path,
     read_json,
     read_table,
     report_paths,
     run_files,
-    write_atomically,
 )
 from ccpipe.report.residual import (
     DEFAULT_SAMPLE_ROWS,
@@ -44,6 +42,8 @@ from ccpipe.report.residual import (
 )
 from ccpipe.schemas import OUTPUT_SCHEMAS, ROW_KEY
 from ccpipe.types import DATASET_DEADLETTER
+from transforms.manifest import metrics_path
+from transforms.write import write_atomically
 
 __all__ = ["DEFAULT_SAMPLE_ROWS", "ReportError", "ReportPaths", "ResidualConfig", "build_run_report",
            "report_paths", "write_run_report"]

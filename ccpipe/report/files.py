@@ -5,7 +5,8 @@ Reads: the manifest (``<root>/_manifests/<run_id>.json``), the Beam metrics save
 lists relative to the output root are read under ``<root>``, the root the report is asked about
 (a copy of the output reads its own files), those it lists by full path or URI (other sink roots)
 where the run wrote them; a listed file that no longer exists is counted, not read. Writes: the
-report and its JSON twin under ``<root>/_reports/``, each through a hidden temporary file and a rename.
+report and its JSON twin under ``<root>/_reports/``, each through a hidden temporary file and a rename
+(``transforms.write.write_atomically``).
 """
 
 from __future__ import annotations
@@ -15,16 +16,15 @@ import io
 import json
 import os
 import re
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from ccpipe.errors import CcpipeError
+from transforms.manifest import manifest_path
 
 _PART = re.compile(r"region=([^/\\]+)[/\\]dataset=([^/\\]+)[/\\][^/\\]+[/\\]part-[^/\\]+\.parquet$")
 
@@ -64,16 +64,6 @@ class RunFiles:
     def of(self, dataset: str) -> list[RunFile]:
         """The files of one dataset, in path order."""
         return [f for f in self.files if f.dataset == dataset]
-
-
-def manifest_path(root: str, run_id: str) -> str:
-    """``<root>/_manifests/<run_id>.json`` (as transforms.manifest writes it)."""
-    return FileSystems.join(root, "_manifests", f"{run_id}.json")
-
-
-def metrics_path(root: str, run_id: str) -> str:
-    """``<root>/_reports/<run_id>.metrics.json`` (as pipelines.batch writes it)."""
-    return FileSystems.join(root, "_reports", f"{run_id}.metrics.json")
 
 
 def report_paths(root: str, run_id: str) -> ReportPaths:
@@ -219,27 +209,3 @@ def read_table(path: str, columns: list[str]) -> pa.Table:
         return parquet.read(columns=present)
     except (OSError, pa.ArrowException) as err:
         raise ReportError(f"cannot read the part file {path}: {type(err).__name__}") from None
-
-
-def write_atomically(path: str, data: bytes) -> None:
-    """Write through a hidden temporary file and a rename: never a partial report under its name."""
-    folder = FileSystems.split(path)[0]
-    if "://" not in path:
-        import os
-
-        os.makedirs(folder, exist_ok=True)
-    temp = FileSystems.join(folder, f".tmp-{uuid.uuid4().hex}.inprogress")
-    try:
-        with FileSystems.create(temp, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            handle.write(data)
-        try:
-            FileSystems.rename([temp], [path])  # replaces an existing report atomically (POSIX, object stores)
-        except Exception:  # noqa: BLE001 - file systems whose rename refuses an existing destination
-            if not _exists(path):
-                raise
-            FileSystems.delete([path])
-            FileSystems.rename([temp], [path])
-    except BaseException:
-        if _exists(temp):
-            FileSystems.delete([temp])
-        raise
