@@ -64,7 +64,13 @@ from ccpipe.manifest import PRIMARY
 from ccpipe.types import RawInput, WriteResult
 from pipelines.stages import ProcessingConfig, ProcessRecords
 from transforms.handoff import HandOffFlows
-from transforms.kafka_io import CommitKafkaOffsets, KafkaConfig, ReadFromKafkaTopic, redact_url
+from transforms.kafka_io import (
+    CommitKafkaOffsets,
+    KafkaConfig,
+    ReadFromKafkaTopic,
+    flush_offset_commits,
+    redact_url,
+)
 from transforms.read import is_blank
 from transforms.route import RouteToRegion
 from transforms.usage import AggregateUsageByEventTime
@@ -385,16 +391,6 @@ def job_counts(result) -> StreamCounts | None:
     return StreamCounts.from_counters(counters)
 
 
-def _flush_kafka_commits(seconds: float) -> bool:
-    """Wait up to ``seconds`` until this process's offset committers have committed all they were given.
-
-    LOOPBACK workers run in this process, so their committers (``_OffsetCommitter``) are here too.
-    """
-    from transforms.kafka_io import flush_offset_commits
-
-    return flush_offset_commits(seconds)
-
-
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child, between fork and exec
     import ctypes
 
@@ -625,7 +621,8 @@ def _drain(result, config: StreamConfig, signals: _StopSignals, waiter: _JobWait
             break
         time.sleep(_DRAIN_POLL_SECONDS)
     if kafka and drained:
-        drained = _flush_kafka_commits(max(1.0, deadline - time.monotonic()))
+        # LOOPBACK workers run in this process, so their offset committers are here too.
+        drained = flush_offset_commits(max(1.0, deadline - time.monotonic()))
     return counts, drained
 
 
