@@ -248,6 +248,11 @@ def run(config: BatchConfig, options: PipelineOptions) -> dict:
     return manifest
 
 
+def metric_value(item):
+    """A queried Beam metric's committed value where the runner reports one, else its attempted value."""
+    return item.committed if item.committed is not None else item.attempted
+
+
 def _write_metrics(root: str, run_id: str, result, seconds: float) -> None:
     """Save the run's Beam counters and distributions (names and numbers only, never values).
 
@@ -263,11 +268,10 @@ def _write_metrics(root: str, run_id: str, result, seconds: float) -> None:
         _LOG.warning("run %s: the runner reported no metrics (%s)", run_id, type(err).__name__)
         queried = {}
     for item in queried.get("counters", []):
-        value = item.committed if item.committed is not None else item.attempted
         counters.append({"step": item.key.step, "namespace": item.key.metric.namespace,
-                         "name": item.key.metric.name, "value": int(value or 0)})
+                         "name": item.key.metric.name, "value": int(metric_value(item) or 0)})
     for item in queried.get("distributions", []):
-        value = item.committed if item.committed is not None else item.attempted
+        value = metric_value(item)
         if value is None:
             continue
         distributions.append({"step": item.key.step, "namespace": item.key.metric.namespace,
@@ -279,9 +283,8 @@ def _write_metrics(root: str, run_id: str, result, seconds: float) -> None:
         monitored = {}
     for item in monitored.get("counters", []):
         if item.key.step and item.key.metric.name.endswith("ptransform_execution_time:total_msecs:v1"):
-            value = item.committed if item.committed is not None else item.attempted
             counters.append({"step": item.key.step, "namespace": "beam",
-                             "name": "ptransform_execution_time:total_msecs", "value": int(value or 0)})
+                             "name": "ptransform_execution_time:total_msecs", "value": int(metric_value(item) or 0)})
     doc = {"run_id": run_id, "seconds": round(seconds, 3), "counters": counters, "distributions": distributions}
     write_atomically(metrics_path(root, run_id), json.dumps(doc, indent=1, sort_keys=True).encode())
 

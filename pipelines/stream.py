@@ -375,6 +375,8 @@ class StreamCounts:
 
 def job_counts(result) -> StreamCounts | None:
     """The stream's counts from the running job's metrics; None when the runner does not return them."""
+    from pipelines.batch import metric_value
+
     if hasattr(result, "_metrics"):
         result._metrics = None  # PortableRunner's PipelineResult caches its first answer: ask again
     try:
@@ -386,8 +388,8 @@ def job_counts(result) -> StreamCounts | None:
     for metric in found:
         name = metric.key.metric
         if name.namespace in (STREAM_NS, "ccpipe.kafka"):
-            value = metric.committed if metric.committed is not None else metric.attempted
-            counters[(name.namespace, name.name)] = counters.get((name.namespace, name.name), 0) + (value or 0)
+            key = (name.namespace, name.name)
+            counters[key] = counters.get(key, 0) + (metric_value(metric) or 0)
     return StreamCounts.from_counters(counters)
 
 
