@@ -201,8 +201,15 @@ def resolve_model(name: str) -> str:
 
 
 def load_ner(model: str):  # -> spacy.Language
-    """The spaCy pipeline with only what NER needs (the model's own tok2vec inside ``ner``)."""
+    """The spaCy pipeline with only what NER needs (the model's own tok2vec inside ``ner``).
+
+    Its layers multiply matrices with numpy (OpenBLAS), not BLIS: the BLIS that spaCy's wheels bring
+    picks its generic reference kernel on CPUs it does not recognise (virtual machines often hide the
+    CPU model), where a matrix product is 5x slower than OpenBLAS's; NER ran 1.35x faster here with
+    the same entities (``bench/ner_ops.py`` compares both on a corpus).
+    """
     import spacy
+    from thinc.api import NumpyOps
 
     package = resolve_model(model)
     nlp = spacy.load(package, exclude=["tagger", "parser", "attribute_ruler", "lemmatizer", "senter"])
@@ -211,6 +218,9 @@ def load_ner(model: str):  # -> spacy.Language
     architecture = str(nlp.get_pipe_config("ner").get("model", {}).get("tok2vec", {}).get("@architectures", ""))
     if "Listener" not in architecture and "tok2vec" in nlp.pipe_names:
         nlp.remove_pipe("tok2vec")  # the shared tok2vec only feeds the excluded components
+    ops = NumpyOps(use_blis=False)
+    for layer in nlp.get_pipe("ner").model.walk():  # every layer, also those built after loading
+        layer.ops = ops
     return nlp
 
 
