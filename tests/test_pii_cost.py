@@ -209,3 +209,20 @@ def test_ner_entities_are_the_same_with_numpy_ops_as_with_blis():
     expected = ents(blis)
     assert sum(map(len, expected)) > 300  # the sentences do hold entities
     assert ents(ours) == expected
+
+
+def test_ner_runs_on_one_blas_thread():
+    """OpenBLAS's own threads (one per core, spinning between calls) took the cores of other workers."""
+    from threadpoolctl import threadpool_info
+
+    tagger = engine.PiiTagger(engine.PiiConfig())
+    seen = []
+    pipe = tagger.nlp.pipe
+
+    def watching_pipe(texts, **kwargs):
+        seen.append({i["internal_api"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+        return pipe(texts, **kwargs)
+
+    tagger.nlp.pipe = watching_pipe
+    tagger.tag(["Maria Lopez from Rotterdam called about her router."])
+    assert seen and seen[0] and set(seen[0].values()) == {1}

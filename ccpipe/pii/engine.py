@@ -404,6 +404,12 @@ class PiiTagger:
         # One memory zone at a time: a zone swaps the shared vocab's allocator, and its end frees every
         # string and lexeme added inside it, so two threads' zones must never overlap.
         self._nlp_lock = threading.Lock()
+        # NER's matrix products run on one BLAS thread: workers are processes, one per core, and
+        # OpenBLAS's own threads (one per core each, spinning between calls) would take the cores
+        # of the other workers (two local workers ran no faster than one with them).
+        from threadpoolctl import ThreadpoolController
+
+        self._blas = ThreadpoolController()
 
     def _ner(self, texts: Sequence[str]) -> tuple[list[list[Finding]], list[dict[tuple[int, int], float]]]:
         """NER findings per text, and vetoes: spans NER calls a place or an organisation.
@@ -419,7 +425,7 @@ class PiiTagger:
         # spaCy keeps every new token's string and lexeme in the model's vocab for good, so a long-lived
         # worker's memory would grow with the input: in a memory zone, what a batch adds is freed when it
         # ends. Findings hold only offsets, labels and copied strings, never spaCy objects.
-        with self._nlp_lock, self.nlp.memory_zone():
+        with self._nlp_lock, self._blas.limit(limits=1, user_api="blas"), self.nlp.memory_zone():
             docs = self.nlp.pipe((texts[i] for i in wanted), batch_size=self.config.batch_size)
             for i, doc in zip(wanted, docs, strict=True):
                 self._ner_doc(texts[i], doc, out[i], vetoes[i])
