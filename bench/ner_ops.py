@@ -11,7 +11,6 @@ every entity (start, end, label) is the same.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -19,11 +18,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _texts(limit: int) -> list[str]:
+    from ccpipe.pii.evaluate import read_labelled
+
     texts = []
     for path in sorted((ROOT / "tests" / "data" / "dev").glob("*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            item = json.loads(line)  # a text, or a conversation of messages (pe_chat)
-            texts += [m["text"] for m in item["messages"]] if "messages" in item else [item["text"]]
+        records, _truth = read_labelled(str(path))
+        texts += [m["text"] for record in records for m in record["messages"]]
     return texts[:limit]
 
 

@@ -10,7 +10,7 @@ built from the patterns' own cue words.
 
 from __future__ import annotations
 
-import json
+import functools
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from presidio_analyzer import PatternRecognizer
 
+from ccpipe.pii.evaluate import read_labelled, read_records
 from ccpipe.pii.recognizers import load_recognizers
 from ccpipe.pii.recognizers._base import CcpipePatternRecognizer
 from ccpipe.pii.recognizers.tenant_id_recognizer import TenantIdRecognizer
@@ -64,18 +65,15 @@ def corpus(tmp_path_factory) -> list[str]:
 
     texts = []
     for path in sorted(DEV.glob("*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            item = json.loads(line)
-            texts += [m["text"] for m in item["messages"]] if "messages" in item else [item["text"]]
+        records, _truth = read_labelled(str(path))
+        texts += [m["text"] for record in records for m in record["messages"]]
     out = tmp_path_factory.mktemp("fixtures")
     generate(out, seed=5, n_tenants=6, n_calls=60, n_chats=60, n_telemetry=60, n_registrations=10)
-    for path in (out / "input").glob("*.jsonl"):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            record = json.loads(line)
-            try:
-                texts += [t for _, t in iter_free_text(record["type"], record)]
-            except Exception:  # noqa: BLE001 - a deliberately broken fixture record has no free text
-                continue
+    for record in read_records([str(out / "input" / "*")]):
+        try:
+            texts += [t for _, t in iter_free_text(record["type"], record)]
+        except Exception:  # noqa: BLE001 - a deliberately broken fixture record has no free text
+            continue
     return texts
 
 
@@ -91,18 +89,24 @@ def test_lean_analyze_finds_what_presidio_finds(corpus):
     assert found > 1000  # the corpus exercises the patterns
 
 
-def _rewritten():
-    """(key, the pattern as it was, the pattern as it is): only the head changed, the rest is shared."""
+@functools.cache
+def _rewritten() -> tuple:
+    """(key, the pattern as it was, the pattern as it is): only the head changed, the rest is shared.
+
+    Built once: the Hypothesis test calls it for every example.
+    """
     by_name = {r.name: r for r in _recognizers()}
+    pairs = []
     for (name, pattern_name), (before, after) in HEADS.items():
         pattern = next(p for p in by_name[name].patterns if p.name == pattern_name)
         assert pattern.regex.startswith(after)
         rest = pattern.regex[len(after):]
-        yield (name, pattern_name), regex.compile(before + rest, FLAGS), regex.compile(pattern.regex, FLAGS)
+        pairs.append(((name, pattern_name), regex.compile(before + rest, FLAGS), regex.compile(pattern.regex, FLAGS)))
+    return tuple(pairs)
 
 
 def test_rewritten_look_behinds_match_as_before_on_the_corpus(corpus):
-    pairs = list(_rewritten())
+    pairs = _rewritten()
     assert len(pairs) == 3
     matched = 0
     for key, before, after in pairs:
