@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -100,6 +101,21 @@ def _handled(out: Path) -> int:
     return sum(n for per in written.values() for n in per.values()) + sum(dead.values())
 
 
+@contextmanager
+def _stream_job(cmd: list[str], tmp_path: Path):
+    """A ``ccpipe stream`` job in its own session, its output in ``stream.log``; killed (group) if still running."""
+    log = open(tmp_path / "stream.log", "wb")  # noqa: SIM115 - closed below
+    job = subprocess.Popen(cmd, env=_env(tmp_path / "home"), stdout=log, stderr=subprocess.STDOUT,
+                           start_new_session=True)
+    try:
+        yield job
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+            job.wait(timeout=30)
+        log.close()
+
+
 @pytest.fixture(autouse=True)
 def _need_prism():
     assert PRISM.exists(), "build Prism first: make prism (.ci/run does)"
@@ -115,30 +131,20 @@ def test_stop_signal_drains_and_summarizes(small_corpus, tmp_path, sig, to_group
     """
     landing, out = tmp_path / "landing", tmp_path / "out"
     landing.mkdir()
-    log = open(tmp_path / "stream.log", "wb")  # noqa: SIM115 - closed below
-    job = subprocess.Popen(
-        _stream_cmd(f"watch://{landing}", small_corpus, out, "--status_seconds", "1"),
-        env=_env(tmp_path / "home"), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    try:
+    with _stream_job(_stream_cmd(f"watch://{landing}", small_corpus, out, "--status_seconds", "1"), tmp_path) as job:
         prisms: list[int] = []
         assert wait_for(lambda: bool(prisms.extend(_prism_children(job.pid)) or prisms), 120), "Prism never started"
         files = [small_corpus / "input" / "calls.jsonl", small_corpus / "bad" / "bad.jsonl"]
         for path in files:
             (landing / path.name).write_bytes(path.read_bytes())
         lines = [line for p in files for line in p.read_bytes().split(b"\n") if line.strip()]
-        assert wait_for(lambda: _handled(out) == len(lines), SINK_BOUND), f"not every record written; see {log.name}"
+        assert wait_for(lambda: _handled(out) == len(lines), SINK_BOUND), "not every record written; see stream.log"
         if to_group:
             os.killpg(job.pid, sig)
         else:
             job.send_signal(sig)
         code = job.wait(timeout=EXIT_BOUND)
-    finally:
-        if job.poll() is None:
-            os.killpg(job.pid, signal.SIGKILL)
-            job.wait(timeout=30)
-        log.close()
-    text = Path(log.name).read_text(errors="replace")
+    text = (tmp_path / "stream.log").read_text(errors="replace")
     assert code == 0, text[-3000:]
     assert "Traceback" not in text, text[-3000:]
     # No Prism outlives the job, orphaned (parent 1) or otherwise.
@@ -174,21 +180,12 @@ def test_sigint_drains_a_kafka_stream_and_commits_its_offsets(kafka_broker, smal
     lines = [line for p in files for line in p.read_bytes().split(b"\n") if line.strip()]
     assert replay(lines, kafka_broker.bootstrap, topic, rate=400) == len(lines)
     out = tmp_path / "out"
-    log = open(tmp_path / "stream.log", "wb")  # noqa: SIM115 - closed below
-    job = subprocess.Popen(
-        _stream_cmd(f"kafka://{kafka_broker.bootstrap}/{topic}?group={group}", small_corpus, out),
-        env=_env(tmp_path / "home"), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    try:
-        assert wait_for(lambda: _handled(out) == len(lines), SINK_BOUND), f"not every record written; see {log.name}"
+    with _stream_job(_stream_cmd(f"kafka://{kafka_broker.bootstrap}/{topic}?group={group}", small_corpus, out),
+                     tmp_path) as job:
+        assert wait_for(lambda: _handled(out) == len(lines), SINK_BOUND), "not every record written; see stream.log"
         os.killpg(job.pid, signal.SIGINT)
         code = job.wait(timeout=EXIT_BOUND)
-    finally:
-        if job.poll() is None:
-            os.killpg(job.pid, signal.SIGKILL)
-            job.wait(timeout=30)
-        log.close()
-    text = Path(log.name).read_text(errors="replace")
+    text = (tmp_path / "stream.log").read_text(errors="replace")
     assert code == 0 and "Traceback" not in text, text[-3000:]
     assert committed(kafka_broker.bootstrap, topic, group) == len(lines)  # no wait: flushed before exit
     [summary_path] = (out / "_manifests").glob("stream-*.json")
